@@ -1,0 +1,316 @@
+"""The `ovframe` command. Light at start-up: torch and the models load only for commands that run them.
+
+Exit codes: 0 success, 2 bad input (recipe, arguments, missing files), 1 failure at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from .errors import BadInput, OvframeError
+
+EPILOG = """\
+examples:
+  ovframe run recipes/demo.yaml                      run one pipeline (evaluate, predict, train ...)
+  ovframe run recipes/ablations/lambda.yaml          run every variant of a recipe set, one table
+  ovframe run recipes/demo.yaml -o fuser.lam=0.5     change one value for this run
+  ovframe predict photo.jpg --vocab "cat,sofa,wall"  segment your images with your words
+  ovframe validate recipes                           check every recipe under a folder
+  ovframe show recipes/demo.yaml                     the resolved recipe, every default filled in
+  ovframe plugins --json                             installed plugins and their components
+
+exit codes: 0 success, 2 bad input (recipe, arguments, missing files), 1 failure at run time.
+docs: docs/recipes.md, docs/writing-a-plugin.md
+"""
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o", "--override", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="set a recipe value, e.g. -o fuser.lam=0.6 -o task.max_images=10 (repeatable)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its usage line
+        self.print_usage(sys.stderr)
+        raise BadInput(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ovframe",
+        description="Open-vocabulary semantic segmentation: label every pixel with classes named in free text.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ovframe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("run", help="run a recipe or a recipe set", description="Run a recipe (one pipeline) or a recipe set (every variant, one results table). Re-running resumes.")
+    p.add_argument("recipe", metavar="RECIPE", help="a recipe or recipe-set YAML file")
+    _add_overrides(p)
+    p.add_argument("--fresh", action="store_true", help="start over; the previous run directory is kept as <dir>.prev-<time>")
+    p.add_argument("--dry-run", action="store_true", help="validate and list what would run, run nothing")
+
+    p = sub.add_parser("validate", help="check recipes and recipe sets", description="Validate recipe files, or every *.yaml under folders.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="recipe files or folders")
+    _add_overrides(p)
+
+    p = sub.add_parser("show", help="print a resolved recipe", description="Print the resolved recipe (extends merged, overrides applied, defaults filled in).")
+    p.add_argument("recipe", metavar="RECIPE")
+    _add_overrides(p)
+
+    p = sub.add_parser("plugins", help="list installed plugins and their components", description="List plugins, their versions, hooks and the components they add.")
+    p.add_argument("--json", action="store_true", help="machine-readable output (with each component's options schema)")
+
+    p = sub.add_parser("predict", help="segment your images with your vocabulary", description="Segment image files and folders with the classes you name; writes overlay PNGs with a legend, label PNGs and JSON.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    vocab = p.add_mutually_exclusive_group(required=True)
+    vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,wall"')
+    vocab.add_argument("--vocab-file", help="a text file with one class name per line")
+    p.add_argument("--recipe", help="the pipeline to use (default: recipes/demo.yaml)")
+    p.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per pipeline call")
+    _add_overrides(p)
+
+    p = sub.add_parser("prepare", help="convert a dataset's official download into the layout ovframe reads", description="Convert an official dataset download into the detectron2-style layout its dataset plugin reads.")
+    p.add_argument("dataset", metavar="DATASET", help="a dataset plugin name (see `ovframe plugins`)")
+    p.add_argument("--source", required=True, help="the official download (folder or archive)")
+    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return COMMANDS[args.command](args)
+    except BadInput as e:
+        print(f"ovframe: error: {e}", file=sys.stderr)
+        return 2
+    except OvframeError as e:
+        print(f"ovframe: failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ovframe: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("ovframe: failed (the traceback above says where)", file=sys.stderr)
+        return 1
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _load_any(path: str, overrides: Sequence[str]):
+    """A recipe, or the list of a recipe set's variant recipes."""
+    from .recipes import expand, is_recipe_set, load_tree, validate_set
+    from .recipes.resolve import apply_overrides
+    from .recipes.schema import validate
+    from .recipes.source import load_yaml_file
+    from .registry import get_registry
+
+    registry = get_registry()
+    if not Path(path).is_file():
+        raise BadInput(f"{path}: no such recipe file")
+    raw = load_yaml_file(Path(path))
+    if is_recipe_set(raw):
+        rset = expand(path, raw)
+        return rset, validate_set(rset, registry, overrides)
+    tree = apply_overrides(load_tree(path), overrides, registry, path)
+    return None, validate(tree, registry, path)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .errors import RecipeError
+
+    files: list[Path] = []
+    for item in args.paths:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise BadInput(f"{item}: no such file or folder")
+    failed = 0
+    for f in files:
+        try:
+            rset, recipes = _load_any(str(f), args.overrides)
+        except RecipeError as e:
+            failed += 1
+            print(f"FAIL {f}\n{e}", file=sys.stderr)
+            continue
+        what = f"recipe set, {len(recipes)} variants" if rset else ("fragment" if recipes.top.abstract else "recipe")
+        print(f"ok   {f} ({what})")
+    if failed:
+        raise BadInput(f"{failed} of {len(files)} file(s) have problems")
+    if not files:
+        raise BadInput(f"no *.yaml files under {' '.join(args.paths)}")
+    return 0
+
+
+def _complete(recipe) -> None:
+    if recipe.top.abstract:
+        raise BadInput(f"{recipe.origin} is a fragment (abstract: true) to extend, not a recipe to run")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    rset, recipes = _load_any(args.recipe, args.overrides)
+    docs = recipes if rset else [recipes]
+    print("\n---\n".join(yaml.safe_dump(r.resolved(), sort_keys=False, allow_unicode=True) for r in docs), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .registry import get_registry
+
+    registry = get_registry()
+    from .recipes import expand, is_recipe_set
+    from .recipes.source import load_yaml_file
+
+    if not Path(args.recipe).is_file():
+        raise BadInput(f"{args.recipe}: no such recipe file")
+    raw = load_yaml_file(Path(args.recipe))
+    if is_recipe_set(raw):
+        from .sets_runner import run_set
+
+        rset = expand(args.recipe, raw)
+        if args.dry_run:
+            from .recipes import validate_set
+
+            validate_set(rset, registry, args.overrides)
+            print(f"{rset.name}: {len(rset.variants)} variants")
+            for v in rset.variants:
+                settings = ", ".join(f"{k}={v2}" for k, v2 in v.settings.items())
+                print(f"  {v.name}: {settings or '(the base recipe)'}")
+            return 0
+        return run_set(rset, registry, args.overrides, fresh=args.fresh)
+    _, recipe = _load_any(args.recipe, args.overrides)
+    _complete(recipe)
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(recipe.resolved(), sort_keys=False), end="")
+        return 0
+    from .runner import run_recipe
+
+    metrics = run_recipe(recipe, registry, fresh=args.fresh)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .registry import KINDS, get_registry
+
+    registry = get_registry()
+    if args.json:
+        out = {
+            "plugins": [
+                {
+                    "name": p.name,
+                    "distribution": p.distribution,
+                    "version": p.version,
+                    "module": p.module,
+                    "hooks": p.hooks,
+                    "components": p.components,
+                    **({"error": p.error} if p.error else {}),
+                }
+                for p in registry.plugins.values()
+            ],
+            "components": {
+                kind: [
+                    {
+                        "name": spec.name,
+                        "plugin": spec.plugin,
+                        "summary": spec.summary,
+                        "options": spec.config.model_json_schema(),
+                    }
+                    for spec in sorted(registry.components[kind].values(), key=lambda s: s.name)
+                ]
+                for kind in KINDS
+            },
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    for p in registry.plugins.values():
+        status = f"  FAILED TO LOAD: {p.error}" if p.error else ""
+        print(f"{p.name} ({p.distribution} {p.version}){status}")
+        for kind, names in p.components.items():
+            print(f"  {KINDS[kind].label}: {', '.join(names)}")
+    print()
+    for kind, info in KINDS.items():
+        specs = sorted(registry.components[kind].values(), key=lambda s: s.name)
+        print(f"{info.label} (`{kind}:`)")
+        for spec in specs:
+            print(f"  {spec.name:<28} {spec.summary}")
+        if not specs:
+            print("  (none)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .recipes.resolve import apply_override, apply_overrides, load_tree
+    from .recipes.schema import validate
+    from .registry import get_registry
+    from .runner import read_class_file, run_recipe
+    from .errors import Location
+
+    if args.vocab is not None:
+        names = [n.strip() for n in args.vocab.split(",") if n.strip()]
+        if not names:
+            raise BadInput('--vocab needs at least one class name, e.g. --vocab "cat,sofa,wall"')
+    else:
+        names = list(read_class_file(args.vocab_file))
+    recipe_path = args.recipe or "recipes/demo.yaml"
+    if not Path(recipe_path).is_file():
+        raise BadInput(f"{recipe_path}: no such recipe; name the pipeline to use with --recipe")
+    registry = get_registry()
+    tree = load_tree(recipe_path)
+    here = Location("predict command line")
+    task = {"plugin": "predict", "inputs": list(args.inputs)}
+    if args.batch_size:
+        task["batch_size"] = args.batch_size
+    for key, value in (("task", None), ("task", task), ("vocabulary", None), ("vocabulary", {"names": names}), ("dataset", None)):
+        tree = apply_override(tree, (key,), value, here)
+    tree = apply_overrides(tree, args.overrides, registry, recipe_path)
+    recipe = validate(tree, registry, recipe_path)
+    run_recipe(recipe, registry, out_dir=Path(args.out))
+    print(f"predictions written to {Path(args.out) / 'predictions'}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import os
+
+    from .registry import get_registry
+
+    spec = get_registry().get("dataset", args.dataset)
+    root = args.root or os.environ.get("DETECTRON2_DATASETS", "datasets")
+    spec.load().prepare(args.source, root)
+    print(f"{args.dataset} prepared under {root}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "show": cmd_show,
+    "plugins": cmd_plugins,
+    "predict": cmd_predict,
+    "prepare": cmd_prepare,
+}

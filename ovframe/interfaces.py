@@ -1,0 +1,149 @@
+"""The interfaces of the pipeline's stages. Records are defined in ovframe.records.
+
+Every component declares `name` (its recipe key) and `Config` (a ComponentConfig subclass) and is
+built from a validated Config: `Component(config)`. The data flow, top to bottom:
+
+    Dataset[i] -> Sample
+    TextEncoder.encode(Vocabulary) -> TextEmbeddings
+    ProposalGenerator.propose(samples, text) -> [Proposals]
+    RegionClassifier.classify(samples, proposals, text, vocabulary) -> [RegionScores]  (an Adapter may be attached)
+    Fuser.fuse(proposals, scores, vocabulary) -> [Segmentation]
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
+
+from .config import ComponentConfig
+from .errors import RequiredFile
+
+if TYPE_CHECKING:
+    import torch
+
+    from .records import Proposals, RegionScores, Sample, Segmentation, TextEmbeddings, Vocabulary
+    from .runner import RunContext
+
+
+class Component(ABC):
+    """Base of all components."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ComponentConfig]]
+
+    def __init__(self, config: ComponentConfig):
+        self.config = config
+        self.device: "torch.device | str" = "cpu"
+
+    @classmethod
+    def required_files(cls, config: ComponentConfig) -> list[RequiredFile]:
+        """Files this configuration needs (weights, data). The runner checks all of them, for all
+        components, before any work starts, and names every missing one with where to get it."""
+        return []
+
+    def to(self, device: "torch.device | str") -> "Component":
+        """Move the component's modules and tensors to `device` (default: every nn.Module attribute)."""
+        import torch
+
+        self.device = torch.device(device)
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                value.to(self.device)
+        return self
+
+
+class TextEncoder(Component):
+    @abstractmethod
+    def encode(self, vocabulary: "Vocabulary") -> "TextEmbeddings":
+        """Embed every class name of `vocabulary` ([K, C], rows L2-normalised)."""
+
+
+class ProposalGenerator(Component):
+    needs_text: ClassVar[bool] = True
+    """False for class-agnostic generators, which are then given text=None."""
+
+    @abstractmethod
+    def propose(self, samples: Sequence["Sample"], text: "TextEmbeddings | None") -> list["Proposals"]:
+        """One Proposals per sample, mask logits at the sample's resolution."""
+
+
+class Adapter(Component):
+    """Changes how a region classifier's image tower sees masked regions (prompts, fine-tuned weights).
+
+    The classifier calls `attach` once with its image model and uses what it returns; the contract
+    of that model is the classifier family's (documented by the plugin that provides both).
+    """
+
+    @abstractmethod
+    def attach(self, model: Any) -> Any:
+        """Return the adapted model."""
+
+
+class RegionClassifier(Component):
+    needs_text: ClassVar[bool] = True
+    """False for classifiers that do not read the class names (the oracle); they are given text=None."""
+
+    @abstractmethod
+    def classify(
+        self,
+        samples: Sequence["Sample"],
+        proposals: Sequence["Proposals"],
+        text: "TextEmbeddings | None",
+        vocabulary: "Vocabulary",
+    ) -> list["RegionScores"]:
+        """One RegionScores per sample: a distribution over the K classes of `vocabulary` for each
+        proposal. `text` holds the vocabulary's embeddings (None when needs_text is False)."""
+
+    def attach(self, adapter: Adapter) -> None:
+        raise NotImplementedError(f"region classifier {self.name!r} does not take adapters")
+
+
+class Fuser(Component):
+    needs_classifier: ClassVar[bool] = True
+    needs_proposal_classes: ClassVar[bool] = True
+
+    @abstractmethod
+    def fuse(
+        self,
+        proposals: Sequence["Proposals"],
+        scores: Sequence["RegionScores"] | None,
+        vocabulary: "Vocabulary",
+    ) -> list["Segmentation"]:
+        """One Segmentation per image."""
+
+
+class Dataset(Component):
+    """An indexed collection of samples with the vocabulary its labels index into."""
+
+    @property
+    @abstractmethod
+    def vocabulary(self) -> "Vocabulary": ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> "Sample":
+        """Raise ovframe.SampleError for an unreadable sample: the caller reports and skips it."""
+
+    def sample_id(self, index: int) -> str:
+        """The id of sample `index` without loading it (resuming skips done ids cheaply)."""
+        return self[index].id
+
+    def __iter__(self) -> Iterator["Sample"]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @classmethod
+    def prepare(cls, source: str, root: str, **options: Any) -> None:
+        """Convert the official download at `source` into the layout this dataset reads under `root`
+        (`ovframe prepare NAME --source PATH`)."""
+        raise NotImplementedError(f"dataset {cls.name!r} has no preparation step")
+
+
+class Task(Component):
+    """What `ovframe run` does with a recipe: evaluate, predict, train-..."""
+
+    @abstractmethod
+    def run(self, ctx: "RunContext") -> Mapping[str, Any]:
+        """Do the work; return the metrics to write to metrics.json (and to a recipe set's table)."""

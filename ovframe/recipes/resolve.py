@@ -1,0 +1,142 @@
+"""From a recipe file to a validated Recipe: `extends:` chains, `${VAR:-default}`, `-o key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from pydantic import BaseModel
+
+from ..errors import BadInput, Location, RecipeError
+from ..registry import KINDS, Registry
+from .schema import Recipe, RecipeModel, validate
+from .source import KeyPath, Tree, dotted, load_yaml_file, merge
+
+
+def load_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> Tree:
+    """Read a recipe file and everything it extends, deep-merged (the file itself wins)."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
+        raise RecipeError([(Location(str(path)), "extends", f"cyclic extends: {cycle}")])
+    tree = load_yaml_file(path)
+    if not isinstance(tree.data, dict):
+        raise RecipeError([(tree.where(()), "", "a recipe must be a mapping of keys to values")])
+    extends = tree.data.pop("extends", None)
+    if extends is None:
+        return tree
+    bases = [extends] if isinstance(extends, str) else extends
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise RecipeError([(tree.where(("extends",)), "extends", "expected a path or a list of paths")])
+    merged: Tree | None = None
+    for i, base in enumerate(bases):
+        base_path = path.parent / base
+        if not base_path.is_file():
+            where = tree.where(("extends", i) if isinstance(extends, list) else ("extends",))
+            raise RecipeError([(where, "extends", f"cannot find {base!r} (looked for {base_path})")])
+        base_tree = load_tree(base_path, (*_chain, resolved))
+        base_tree.data.pop("abstract", None)  # being a fragment is not inherited
+        merged = base_tree if merged is None else merge(merged, base_tree)
+    assert merged is not None
+    return merge(merged, tree)
+
+
+def parse_override(text: str) -> tuple[KeyPath, str]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise BadInput(f"bad override {text!r}: expected KEY.PATH=VALUE, for example -o fuser.lam=0.6")
+    path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    return path, value
+
+
+def apply_override(tree: Tree, path: KeyPath, value: Any, where: Location) -> Tree:
+    """Set `path` to `value` with the merge semantics of `extends` (a changed plugin replaces its section)."""
+    if not all(isinstance(p, str) for p in path):
+        return _set_list_item(tree, path, value, where)
+    data: Any = value
+    for p in reversed(path):
+        data = {p: data}
+    merged = merge(tree, Tree(data, {}))
+    for i in range(1, len(path) + 1):
+        if i == len(path) or path[:i] not in merged.locations:
+            merged.locations[path[:i]] = where
+    return merged
+
+
+def _set_list_item(tree: Tree, path: KeyPath, value: Any, where: Location) -> Tree:
+    node = tree.data
+    for p in path[:-1]:
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            raise RecipeError([(where, dotted(path), f"{dotted(path[:-1])} does not exist")]) from None
+    try:
+        node[path[-1]] = value
+    except (IndexError, TypeError):
+        raise RecipeError([(where, dotted(path), "no such list item")]) from None
+    tree.locations[path] = where
+    return tree
+
+
+def _is_text(annotation: Any) -> bool:
+    if annotation in (str, Path):
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and _is_text(args[0])
+    return False
+
+
+def _annotation_at(path: KeyPath, tree: Tree, registry: Registry) -> Any:
+    """The schema's type at `path`, when the schema knows it (for typing `-o` values)."""
+    head, rest = path[0], path[1:]
+    if head in KINDS:
+        if not rest:
+            return None
+        if rest == ("plugin",):
+            return str
+        section = tree.data.get(head) if isinstance(tree.data, dict) else None
+        plugin = section if isinstance(section, str) else (section or {}).get("plugin")
+        model: Any = registry.components[head].get(plugin).config if plugin in registry.components[head] else None
+    else:
+        model, rest = RecipeModel, path
+    for p in rest:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or p not in model.model_fields:
+            return None
+        model = model.model_fields[p].annotation
+        if not isinstance(model, type):
+            args = [a for a in typing.get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)]
+            model = args[0] if len(args) == 1 and p != rest[-1] else model
+    return model
+
+
+def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, origin: str) -> Tree:
+    for text in overrides:
+        path, raw = parse_override(text)
+        where = tree.where(path) or Location(origin)
+        where = dataclasses.replace(where, note=f"set by -o {text}")
+        if _is_text(_annotation_at(path, tree, registry)):
+            value: Any = raw
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError as e:
+                raise RecipeError([(where, dotted(path), f"cannot parse value {raw!r}: {e}")]) from None
+        tree = apply_override(tree, path, value, where)
+    return tree
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
+    """Load, merge, override and validate a recipe file."""
+    from ..registry import get_registry
+
+    registry = registry or get_registry()
+    tree = load_tree(path)
+    tree = apply_overrides(tree, overrides, registry, str(path))
+    return validate(tree, registry, str(path))

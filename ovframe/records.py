@@ -1,0 +1,163 @@
+"""The records that flow between pipeline stages. Shapes and dtypes are documented here, once.
+
+Letters used in shapes:
+    H, W  image height and width (each image of a batch has its own)
+    K     number of classes in the vocabulary
+    N     number of mask proposals of one image
+    C     embedding dimension of the text/image joint space
+
+Batched calls are the primary path: stages take and return lists with one record per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+
+IGNORE_INDEX = -1
+"""Label value of pixels that are not evaluated (datasets map their own ignore value, 255 or 65535, to it)."""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The classes to segment, named in free text.
+
+    names: K class names. A name may carry synonyms separated by ", " (ADE-150's "road, route");
+        how they are used is the text encoder's business.
+    seen:  optional K booleans: True for classes the proposal generator was trained on. Used by the
+        seen/unseen fusers (α/β) and by the seen/unseen metric breakdown.
+    """
+
+    names: tuple[str, ...]
+    seen: tuple[bool, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        if not self.names:
+            raise ValueError("a vocabulary needs at least one class name")
+        if len(set(self.names)) != len(self.names):
+            dupes = sorted({n for n in self.names if self.names.count(n) > 1})
+            raise ValueError(f"duplicate class names in vocabulary: {dupes}")
+        if self.seen is not None:
+            object.__setattr__(self, "seen", tuple(bool(s) for s in self.seen))
+            if len(self.seen) != len(self.names):
+                raise ValueError(f"seen has {len(self.seen)} entries for {len(self.names)} class names")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def seen_mask(self) -> torch.Tensor | None:
+        """bool [K] or None."""
+        return None if self.seen is None else torch.tensor(self.seen, dtype=torch.bool)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and, when known, its dense label.
+
+    image: uint8 [3, H, W], RGB.
+    label: int64 [H, W] class indices into the dataset's vocabulary, IGNORE_INDEX where not
+        evaluated; None when unlabelled (prediction on the user's own images).
+    id:    unique within its dataset; names per-image outputs and resume state.
+    meta:  free-form (file path, original size, captions ...).
+    """
+
+    image: torch.Tensor
+    label: torch.Tensor | None
+    id: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if img.dtype != torch.uint8 or img.ndim != 3 or img.shape[0] != 3:
+            raise ValueError(f"sample {self.id}: image must be uint8 [3,H,W], got {img.dtype} {tuple(img.shape)}")
+        if self.label is not None and tuple(self.label.shape) != tuple(img.shape[1:]):
+            raise ValueError(f"sample {self.id}: label shape {tuple(self.label.shape)} != image size {tuple(img.shape[1:])}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return int(self.image.shape[1]), int(self.image.shape[2])
+
+
+@dataclass(frozen=True)
+class TextEmbeddings:
+    """Text embeddings of a vocabulary.
+
+    embeddings: float [K, C], rows L2-normalised.
+    model_id:   identity of the encoder that made them (model name + weights hash); caches key on it.
+    """
+
+    vocabulary: Vocabulary
+    embeddings: torch.Tensor
+    model_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.embeddings.ndim != 2 or self.embeddings.shape[0] != len(self.vocabulary):
+            raise ValueError(
+                f"embeddings must be [K={len(self.vocabulary)}, C], got {tuple(self.embeddings.shape)}"
+            )
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """Mask proposals of one image.
+
+    mask_logits:  float [N, H, W] at the image's resolution; sigmoid gives the soft mask.
+    class_logits: float [N, K+1] against the vocabulary, the last column is "no object";
+        None for class-agnostic generators (SAM, ground-truth masks).
+    """
+
+    mask_logits: torch.Tensor
+    class_logits: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask_logits.ndim != 3:
+            raise ValueError(f"mask_logits must be [N,H,W], got {tuple(self.mask_logits.shape)}")
+        if self.class_logits is not None and (
+            self.class_logits.ndim != 2 or self.class_logits.shape[0] != self.mask_logits.shape[0]
+        ):
+            raise ValueError(
+                f"class_logits must be [N={self.mask_logits.shape[0]}, K+1], got {tuple(self.class_logits.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.mask_logits.shape[0])
+
+
+@dataclass(frozen=True)
+class RegionScores:
+    """A region classifier's opinion of each proposal of one image.
+
+    probs: float [N, K], each row a distribution over the K classes (rows of invalid proposals are
+        unspecified and must not be used).
+    valid: bool [N]: False for proposals the classifier could not look at (empty after thresholding).
+    """
+
+    probs: torch.Tensor
+    valid: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.probs.ndim != 2 or self.valid.shape != (self.probs.shape[0],) or self.valid.dtype != torch.bool:
+            raise ValueError(
+                f"RegionScores needs probs [N,K] and bool valid [N], got {tuple(self.probs.shape)} "
+                f"and {self.valid.dtype} {tuple(self.valid.shape)}"
+            )
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The semantic segmentation of one image.
+
+    scores: float [K, H, W] per-class scores (not necessarily normalised).
+    labels: int64 [H, W], argmax of scores over K.
+    """
+
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def from_scores(cls, scores: torch.Tensor) -> "Segmentation":
+        return cls(scores=scores, labels=scores.argmax(dim=0))

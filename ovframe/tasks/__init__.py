@@ -1,0 +1,1 @@
+"""The core's own tasks (evaluate, predict), registered as the built-in plugin `ovframe`."""

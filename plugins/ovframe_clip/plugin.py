@@ -1,0 +1,1 @@
+"""Registers the clip components (being built; see the issue)."""

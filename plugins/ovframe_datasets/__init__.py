@@ -1,0 +1,1 @@
+"""Datasets: the standard open-vocabulary benchmarks (detectron2 layouts), their preparation, and image folders."""

@@ -1,0 +1,1 @@
+"""Registers the datasets components (being built; see the issue)."""

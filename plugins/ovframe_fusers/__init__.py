@@ -1,0 +1,1 @@
+"""Fusers: from per-mask opinions to a semantic map (OVSeg's geometric ensemble and its ablations)."""

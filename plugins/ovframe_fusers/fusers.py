@@ -1,0 +1,116 @@
+"""The fusers. Formulas (reference/ovseg.md):
+
+    p_proposal = softmax(class_logits)[:, :K]        (no-object column dropped after the softmax)
+    p          = p_proposal^(1-λ) · p_clip^λ          (λ per class: α seen, β unseen in the seen/unseen variant)
+    semseg[k]  = Σ_q p[q, k] · sigmoid(mask_logits[q])  then argmax over k (no background, no threshold)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ovframe import Fuser, Proposals, RegionScores, Segmentation, Vocabulary
+
+from .config import ClipOnlyConfig, GeometricEnsembleConfig, ProposalOnlyConfig, SeenUnseenEnsembleConfig
+
+
+def proposal_probs(class_logits: torch.Tensor, mode: str) -> torch.Tensor:
+    """[N, K+1] logits -> [N, K] probabilities."""
+    if mode == "softmax-drop-no-object":
+        return class_logits.float().softmax(dim=-1)[:, :-1]
+    if mode == "softmax-over-classes":
+        return class_logits.float()[:, :-1].softmax(dim=-1)
+    raise ValueError(f"unknown proposal_probs mode {mode!r}")
+
+
+def semantic_fusion(probs: torch.Tensor, mask_logits: torch.Tensor) -> Segmentation:
+    """probs [N, K], mask_logits [N, H, W] -> Segmentation with scores [K, H, W]."""
+    scores = torch.einsum("qk,qhw->khw", probs.float(), mask_logits.float().sigmoid())
+    return Segmentation.from_scores(scores)
+
+
+def geometric_ensemble(
+    p_proposal: torch.Tensor, scores: RegionScores, clip_weight: torch.Tensor, invalid_regions: str
+) -> torch.Tensor:
+    """p_proposal [N, K], clip_weight [K] (λ per class) -> [N, K]."""
+    valid = scores.valid.to(p_proposal.device)[:, None]
+    p_clip = torch.where(valid, scores.probs.float().to(p_proposal.device), torch.ones_like(p_proposal))
+    w = clip_weight.to(p_proposal)
+    fused = p_proposal.pow(1.0 - w) * p_clip.pow(w)
+    if invalid_regions == "drop":
+        fused = fused * valid
+    return fused
+
+
+def _check(proposals: Sequence[Proposals], scores: Sequence[RegionScores] | None, k: int, need_scores: bool) -> None:
+    if need_scores and (scores is None or len(scores) != len(proposals)):
+        raise ValueError("this fuser needs one RegionScores per image")
+    for i, p in enumerate(proposals):
+        if scores is not None and scores[i].probs.shape != (len(p), k):
+            raise ValueError(f"image {i}: region scores {tuple(scores[i].probs.shape)} for {len(p)} proposals and {k} classes")
+
+
+class ProposalOnly(Fuser):
+    name = "proposal-only"
+    Config = ProposalOnlyConfig
+    needs_classifier = False
+
+    def fuse(self, proposals, scores, vocabulary: Vocabulary) -> list[Segmentation]:
+        out = []
+        for p in proposals:
+            if p.class_logits is None:
+                raise ValueError("proposal-only needs class logits from the proposal generator")
+            out.append(semantic_fusion(proposal_probs(p.class_logits, self.config.proposal_probs), p.mask_logits))
+        return out
+
+
+class ClipOnly(Fuser):
+    name = "clip-only"
+    Config = ClipOnlyConfig
+    needs_proposal_classes = False
+
+    def fuse(self, proposals, scores, vocabulary: Vocabulary) -> list[Segmentation]:
+        _check(proposals, scores, len(vocabulary), True)
+        out = []
+        for p, s in zip(proposals, scores):
+            valid = s.valid.to(s.probs.device)[:, None]
+            fill = 1.0 if self.config.invalid_regions == "clip-ones" else 0.0
+            probs = torch.where(valid, s.probs.float(), torch.full_like(s.probs, fill, dtype=torch.float32))
+            out.append(semantic_fusion(probs.to(p.mask_logits.device), p.mask_logits))
+        return out
+
+
+class GeometricEnsemble(Fuser):
+    name = "geometric-ensemble"
+    Config = GeometricEnsembleConfig
+
+    def clip_weights(self, vocabulary: Vocabulary) -> torch.Tensor:
+        return torch.full((len(vocabulary),), float(self.config.lam))
+
+    def fuse(self, proposals, scores, vocabulary: Vocabulary) -> list[Segmentation]:
+        _check(proposals, scores, len(vocabulary), True)
+        weights = self.clip_weights(vocabulary)
+        out = []
+        for p, s in zip(proposals, scores):
+            if p.class_logits is None:
+                raise ValueError(f"{self.name} needs class logits from the proposal generator; use clip-only")
+            p_prop = proposal_probs(p.class_logits, self.config.proposal_probs)
+            fused = geometric_ensemble(p_prop, s, weights, self.config.invalid_regions)
+            out.append(semantic_fusion(fused.to(p.mask_logits.device), p.mask_logits))
+        return out
+
+
+class SeenUnseenEnsemble(GeometricEnsemble):
+    name = "geometric-ensemble-seen-unseen"
+    Config = SeenUnseenEnsembleConfig
+
+    def clip_weights(self, vocabulary: Vocabulary) -> torch.Tensor:
+        seen = vocabulary.seen_mask()
+        if seen is None:
+            raise ValueError(
+                f"{self.name} needs to know which classes are seen: the dataset must mark them, or give "
+                "vocabulary.seen in the recipe"
+            )
+        return torch.where(seen, torch.tensor(self.config.alpha), torch.tensor(self.config.beta))

@@ -1,0 +1,1 @@
+"""MaskFormer family: open-vocabulary proposal generator, its matcher, loss and training task."""

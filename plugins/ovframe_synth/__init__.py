@@ -1,0 +1,1 @@
+"""The embedded synthetic benchmark and the small models trained on it."""

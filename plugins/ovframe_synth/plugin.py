@@ -1,0 +1,1 @@
+"""Registers the synth components (being built; see the issue)."""
