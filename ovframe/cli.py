@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OvframeError as e:
         print(f"ovframe: failed: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `ovframe plugins | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("ovframe: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

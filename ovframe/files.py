@@ -30,3 +30,21 @@ def check_required_files(required: list[RequiredFile]) -> None:
                     f"{r.path}: sha256 is {actual}, the recipe pins {r.sha256} ({r.what}). "
                     f"The file is corrupt or a different version; get it again: {r.how_to_get}"
                 )
+
+
+PACKAGE_SCHEME = "pkg://"
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A recipe path: `pkg://PACKAGE/rel/path` names a file shipped inside an installed package
+    (so a recipe works from any folder); anything else is a filesystem path, `~` expanded."""
+    text = str(path)
+    if text.startswith(PACKAGE_SCHEME):
+        package, _, rel = text[len(PACKAGE_SCHEME):].partition("/")
+        import importlib.util
+
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise BadInput(f"{text}: package {package!r} is not installed")
+        return Path(list(spec.submodule_search_locations)[0]) / rel
+    return Path(os.path.expanduser(text))
