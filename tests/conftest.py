@@ -18,3 +18,13 @@ def registry(monkeypatch):
     r = reg.get_registry()
     yield r
     reg.reset_registry()
+
+
+@pytest.fixture
+def toy_registry(registry):
+    """The registry plus the test-only `toy` dataset."""
+    from support import ToyPlugin
+
+    registry.add_plugin(ToyPlugin(), name="toy")
+    return registry
+

@@ -21,12 +21,10 @@ def load_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> Tree:
     """Read a recipe file and everything it extends, deep-merged (the file itself wins)."""
     path = Path(path)
     resolved = path.resolve()
-    if resolved in _chain:
-        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
-        raise RecipeError([(Location(str(path)), "extends", f"cyclic extends: {cycle}")])
     tree = load_yaml_file(path)
     if not isinstance(tree.data, dict):
         raise RecipeError([(tree.where(()), "", "a recipe must be a mapping of keys to values")])
+    expand_shorthands(tree)
     extends = tree.data.pop("extends", None)
     if extends is None:
         return tree
@@ -36,9 +34,12 @@ def load_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> Tree:
     merged: Tree | None = None
     for i, base in enumerate(bases):
         base_path = path.parent / base
+        where = tree.where(("extends", i) if isinstance(extends, list) else ("extends",))
         if not base_path.is_file():
-            where = tree.where(("extends", i) if isinstance(extends, list) else ("extends",))
             raise RecipeError([(where, "extends", f"cannot find {base!r} (looked for {base_path})")])
+        if base_path.resolve() in (*_chain, resolved):
+            cycle = " -> ".join(str(p) for p in (*_chain, resolved, base_path.resolve()))
+            raise RecipeError([(where, "extends", f"cyclic extends: {cycle}")])
         base_tree = load_tree(base_path, (*_chain, resolved))
         base_tree.data.pop("abstract", None)  # being a fragment is not inherited
         merged = base_tree if merged is None else merge(merged, base_tree)
@@ -46,11 +47,21 @@ def load_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> Tree:
     return merge(merged, tree)
 
 
-def parse_override(text: str) -> tuple[KeyPath, str]:
+def expand_shorthands(tree: Tree) -> None:
+    """`fuser: clip-only` means `fuser: {plugin: clip-only}`; expand it so that merges see a section."""
+    for kind in KINDS:
+        if isinstance(tree.data.get(kind), str):
+            tree.data[kind] = {"plugin": tree.data[kind]}
+            if (kind,) in tree.locations:
+                tree.locations[(kind, "plugin")] = tree.locations[(kind,)]
+
+
+def parse_override(text: str, origin: str = "") -> tuple[KeyPath, str]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise BadInput(f"bad override {text!r}: expected KEY.PATH=VALUE, for example -o fuser.lam=0.6")
+        where = f"{origin}: " if origin else ""
+        raise BadInput(f"{where}bad override -o {text!r}: expected KEY.PATH=VALUE, for example -o fuser.lam=0.6")
     path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
     return path, value
 
@@ -59,6 +70,8 @@ def apply_override(tree: Tree, path: KeyPath, value: Any, where: Location) -> Tr
     """Set `path` to `value` with the merge semantics of `extends` (a changed plugin replaces its section)."""
     if not all(isinstance(p, str) for p in path):
         return _set_list_item(tree, path, value, where)
+    if len(path) == 1 and path[0] in KINDS and isinstance(value, str):
+        value = {"plugin": value}
     data: Any = value
     for p in reversed(path):
         data = {p: data}
@@ -118,7 +131,7 @@ def _annotation_at(path: KeyPath, tree: Tree, registry: Registry) -> Any:
 
 def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, origin: str) -> Tree:
     for text in overrides:
-        path, raw = parse_override(text)
+        path, raw = parse_override(text, origin)
         where = tree.where(path) or Location(origin)
         where = dataclasses.replace(where, note=f"set by -o {text}")
         if _is_text(_annotation_at(path, tree, registry)):

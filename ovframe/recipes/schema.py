@@ -28,7 +28,7 @@ class RecipeModel(BaseModel):
     """Top-level keys of a recipe. Component sections are `{plugin: NAME, ...options}` or just `NAME`."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="names runs/<name>/")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", description="names runs/<name>/")
     description: str = ""
     abstract: bool = Field(False, description="a fragment to extend, not a complete recipe")
     seed: int = 0

@@ -35,7 +35,7 @@ class RecipeSetModel(BaseModel):
     """A recipe set: a base recipe and the variants to run from it."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
     description: str = ""
     base: str = Field(description="the base recipe, relative to this file")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every variant")
@@ -46,7 +46,7 @@ class RecipeSetModel(BaseModel):
 @dataclass
 class Variant:
     name: str
-    settings: dict[str, Any]  # dotted key -> value, in the order they apply
+    settings: dict[str, Any]  # what sets this variant apart: dotted key -> value (the set's common overrides excluded)
     tree: Tree
 
 
@@ -109,7 +109,8 @@ def expand(path: str | Path, tree: Tree | None = None) -> RecipeSet:
             where = tree.where(where_path)
             vtree = apply_override(vtree, keypath, value, dataclasses.replace(where, note=f"variant {name}"))
         vtree.data = {**vtree.data, "name": name, "output_dir": f"{vtree.data.get('output_dir', 'runs')}/{model.name}"}
-        variants.append(Variant(name, {k: v for k, v, _ in settings}, vtree))
+        own = {k: v for k, v, where_path in settings if where_path[0] != "overrides"}
+        variants.append(Variant(name, own, vtree))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise RecipeError([(tree.where(()), "", f"variants do not have distinct names: {names}")])

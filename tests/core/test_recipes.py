@@ -1,0 +1,150 @@
+"""Recipes: every error names file:line:column and the dotted key; extends, ${VAR}, -o overrides."""
+
+from __future__ import annotations
+
+import pytest
+from support import write
+
+from ovframe.errors import BadInput, RecipeError
+from ovframe.recipes import load_recipe
+
+BASE = """
+    name: base
+    dataset: {plugin: toy, n: 3}
+    proposals: ground-truth-masks
+    classifier: oracle
+    fuser:
+      plugin: geometric-ensemble
+      lam: 0.7
+"""
+
+
+@pytest.fixture
+def base(tmp_path):
+    return write(tmp_path / "base.yaml", BASE)
+
+
+def problem(excinfo) -> tuple[str, str, str]:
+    where, key, message = excinfo.value.problems[0]
+    return str(where), key, message
+
+
+@pytest.mark.parametrize(
+    "text, where, key, words",
+    [
+        ("name: x\nfuser: {plugin: clip-only\n", "{f}:3:1", "", "invalid YAML"),
+        ("name: x\nextends: base.yaml\nfuser:\n  lam: abc\n", "{f}:4:3", "fuser.lam", "valid number"),
+        ("name: x\nextends: base.yaml\nfuser:\n  lamda: 0.5\n", "{f}:4:3", "fuser.lamda", "unknown key; allowed keys: plugin, lam"),
+        ("name: x\nextends: base.yaml\nfuser:\n  plugin: geometric-ensembel\n", "{f}:4:3", "fuser.plugin", "Did you mean 'geometric-ensemble'"),
+        ("name: x\nextends: nothere.yaml\n", "{f}:2:1", "extends", "cannot find 'nothere.yaml'"),
+        ("name: x\nextends: base.yaml\nbogus: 1\n", "{f}:3:1", "bogus", "unknown key"),
+        ("name: x\nextends: base.yaml\nseed: [1]\n", "{f}:3:1", "seed", "valid integer"),
+        ("name: 'bad name!'\nextends: base.yaml\n", "{f}:1:1", "name", "pattern"),
+        ("name: x\nname: y\n", "{f}:2:1", "name", "duplicate key"),
+        ("name: x\ndescription: ${NO_SUCH_VAR_OVF}\n", "{f}:2:1", "description", "NO_SUCH_VAR_OVF is not set"),
+        ("name: x\nextends: base.yaml\ndataset:\n  plugin: toy\n  n: -1\n", "{f}:5:3", "dataset.n", "greater than or equal to 1"),
+        ("- just\n- a list\n", "{f}:1:1", "", "must be a mapping"),
+    ],
+)
+def test_broken_recipes_name_file_line_and_key(tmp_path, toy_registry, base, text, where, key, words):
+    f = write(tmp_path / "broken.yaml", text)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(f, registry=toy_registry)
+    got_where, got_key, message = problem(e)
+    assert got_where == where.format(f=f)
+    assert got_key == key
+    assert words in message
+
+
+def test_cyclic_extends_is_reported_where_it_closes(tmp_path, toy_registry):
+    a = write(tmp_path / "a.yaml", "name: a\nextends: b.yaml\n")
+    b = write(tmp_path / "b.yaml", "name: b\nextends: a.yaml\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(a, registry=toy_registry)
+    where, key, message = problem(e)
+    assert where == f"{b}:2:1" and key == "extends" and "cyclic extends" in message
+
+
+def test_all_problems_of_a_recipe_are_reported_together(tmp_path, toy_registry, base):
+    f = write(tmp_path / "two.yaml", "name: x\nextends: base.yaml\nfuser: {lam: 2}\nproposals: {plugin: nope}\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(f, registry=toy_registry)
+    keys = {key for _, key, _ in e.value.problems}
+    assert keys == {"fuser.lam", "proposals.plugin"}
+
+
+def test_extends_deep_merges_and_a_changed_plugin_replaces_its_section(tmp_path, toy_registry, base):
+    f = write(
+        tmp_path / "child.yaml",
+        """
+        name: child
+        extends: base.yaml
+        dataset: {n: 5}
+        fuser: {plugin: clip-only}
+        """,
+    )
+    r = load_recipe(f, registry=toy_registry).resolved()
+    assert r["dataset"] == {"plugin": "toy", "n": 5, "size": 24, "corrupt": []}  # merged: n from child, plugin from base
+    assert r["fuser"] == {"plugin": "clip-only", "invalid_regions": "drop"}  # lam did not leak into clip-only
+    assert r["name"] == "child"
+
+
+def test_null_deletes_an_inherited_section(tmp_path, toy_registry, base):
+    f = write(tmp_path / "c.yaml", "name: c\nextends: base.yaml\nclassifier: null\nfuser: proposal-only\n")
+    recipe = load_recipe(f, registry=toy_registry)
+    assert "classifier" not in recipe.sections
+
+
+def test_env_interpolation_with_default(tmp_path, toy_registry, monkeypatch):
+    f = write(tmp_path / "e.yaml", "name: e\ndataset: {plugin: toy, n: 3}\noutput_dir: ${OVF_TEST_OUT:-fallback}/x\ndescription: 'cost $${HOME}'\n")
+    monkeypatch.delenv("OVF_TEST_OUT", raising=False)
+    assert load_recipe(f, registry=toy_registry).top.output_dir == "fallback/x"
+    monkeypatch.setenv("OVF_TEST_OUT", "/data")
+    recipe = load_recipe(f, registry=toy_registry)
+    assert recipe.top.output_dir == "/data/x"
+    assert recipe.top.description == "cost ${HOME}"  # $${ escapes
+
+
+def test_overrides_are_typed_by_the_schema(tmp_path, toy_registry, base):
+    r = load_recipe(base, ["fuser.lam=0.25", "name=007", "dataset.corrupt=[1, 2]", "seed=3"], registry=toy_registry)
+    assert r.sections["fuser"].config.lam == 0.25
+    assert r.name == "007"  # a string field keeps the text as written
+    assert r.sections["dataset"].config.corrupt == [1, 2]
+    assert r.seed == 3
+
+
+def test_override_changing_plugin_drops_the_old_options(tmp_path, toy_registry, base):
+    r = load_recipe(base, ["fuser.plugin=clip-only"], registry=toy_registry)
+    assert r.sections["fuser"].spec.name == "clip-only"
+
+
+@pytest.mark.parametrize(
+    "override, key, words",
+    [
+        ("fuser.lam=abc", "fuser.lam", "valid number"),
+        ("fuser.lamx=1", "fuser.lamx", "unknown key"),
+        ("proposals.plugin=nope", "proposals.plugin", "unknown proposal generator 'nope'"),
+    ],
+)
+def test_bad_overrides_point_into_the_file(tmp_path, toy_registry, base, override, key, words):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(base, [override], registry=toy_registry)
+    where, got_key, message = problem(e)
+    assert where.startswith(f"{base}:") and f"(set by -o {override})" in where
+    assert got_key == key and words in message
+
+
+def test_malformed_override_is_bad_input(base, toy_registry):
+    with pytest.raises(BadInput, match="expected KEY.PATH=VALUE"):
+        load_recipe(base, ["fuserlam"], registry=toy_registry)
+
+
+def test_resolved_recipe_pins_every_default(base, toy_registry):
+    r = load_recipe(base, registry=toy_registry).resolved()
+    assert r["fuser"] == {
+        "plugin": "geometric-ensemble",
+        "lam": 0.7,
+        "proposal_probs": "softmax-drop-no-object",
+        "invalid_regions": "clip-ones",
+    }
+    assert r["task"]["plugin"] == "evaluate" and "batch_size" in r["task"]
