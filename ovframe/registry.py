@@ -180,12 +180,16 @@ class Registry:
                 version = metadata.version(distribution)
             except metadata.PackageNotFoundError:
                 version = "?"
-        self.pm.register(plugin, name=name)
         try:
+            self.pm.register(plugin, name=name)
             self.pm.check_pending()
         except pluggy.PluginValidationError as e:
-            self.pm.unregister(name=name)
-            raise PluginError(f"plugin {name!r} ({distribution}): {e}") from e
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            raise PluginError(
+                f"plugin {name!r} ({distribution}) does not match ovframe's hooks: {e}\n"
+                f"Update or uninstall it, or block it with {BLOCK_ENV}={name}."
+            ) from e
         info = PluginInfo(name, distribution, version, getattr(plugin, "__name__", repr(plugin)))
         self.plugins[name] = info
         for kind in KINDS.values():
