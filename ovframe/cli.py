@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,wall"')
     vocab.add_argument("--vocab-file", help="a text file with one class name per line")
     p.add_argument("--recipe", help="the pipeline to use (default: recipes/demo.yaml)")
-    p.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
+    p.add_argument("--out", default="runs/predict", help="run folder; pictures go to OUT/predictions/ (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=None, help="images per pipeline call")
     _add_overrides(p)
 

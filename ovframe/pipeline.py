@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+
 from .errors import BadInput
 from .interfaces import Fuser, ProposalGenerator, RegionClassifier, TextEncoder
 from .records import Sample, Segmentation, TextEmbeddings, Vocabulary
@@ -46,8 +48,10 @@ class Pipeline:
                 self._text[vocabulary] = self.text_encoder.encode(vocabulary)
         return self._text[vocabulary]
 
+    @torch.no_grad()
     def segment(self, samples: Sequence[Sample], vocabulary: Vocabulary) -> list[Segmentation]:
-        """Segment a batch of images with `vocabulary`: one Segmentation [K, H, W] per sample."""
+        """Segment a batch of images with `vocabulary`: one Segmentation [K, H, W] per sample.
+        Runs without autograd; components put their modules in eval mode themselves."""
         text = self.encode(vocabulary)
         with self.timings.stage("propose"):
             proposals = self.proposals.propose(samples, text if self.proposals.needs_text else None)

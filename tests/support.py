@@ -5,7 +5,18 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ovframe import ComponentConfig, Dataset, Sample, SampleError, Vocabulary, hookimpl
+from ovframe import (
+    ComponentConfig,
+    Dataset,
+    ProposalGenerator,
+    Proposals,
+    RegionClassifier,
+    RegionScores,
+    Sample,
+    SampleError,
+    Vocabulary,
+    hookimpl,
+)
 
 NAMES = ("sky", "grass", "red square", "blue circle")
 SEEN = (True, True, True, False)
@@ -49,10 +60,73 @@ class ToyDataset(Dataset):
         return Sample(image, label, self.sample_id(index))
 
 
+class GridConfig(ComponentConfig):
+    """Class-agnostic proposals: the image cut into a grid of cells."""
+
+    cells: int = 2
+
+
+class GridProposals(ProposalGenerator):
+    name = "grid"
+    Config = GridConfig
+    needs_text = False
+
+    def propose(self, samples, text=None):
+        out = []
+        for sample in samples:
+            h, w = sample.size
+            n = self.config.cells
+            ys = torch.arange(h)[:, None] * n // h
+            xs = torch.arange(w)[None, :] * n // w
+            cell = ys * n + xs
+            masks = torch.stack([cell == c for c in range(n * n)])
+            out.append(Proposals(torch.where(masks, 20.0, -20.0)))
+        return out
+
+
+class MeanColourConfig(ComponentConfig):
+    """Classifies a region by the distance of its mean colour to each class's RGB (test only)."""
+
+    colours: dict[str, list[int]]
+    other_distance: float = 60.0
+
+
+class MeanColourClassifier(RegionClassifier):
+    name = "mean-colour"
+    Config = MeanColourConfig
+    needs_text = False
+
+    def classify(self, samples, proposals, text, vocabulary):
+        out = []
+        for sample, props in zip(samples, proposals):
+            regions = props.mask_logits > 0
+            image = sample.image.float()
+            means = torch.stack([image[:, r].mean(dim=1) for r in regions])  # [N, 3]
+            dist = torch.stack(
+                [
+                    (means - torch.tensor(self.config.colours[n], dtype=torch.float32)).norm(dim=1)
+                    if n in self.config.colours
+                    else torch.full((len(means),), self.config.other_distance)
+                    for n in vocabulary.names
+                ],
+                dim=1,
+            )
+            out.append(RegionScores((-dist / 5).softmax(dim=1), regions.flatten(1).any(dim=1)))
+        return out
+
+
 class ToyPlugin:
     @hookimpl
     def register_datasets(self, register):
         register(ToyDataset)
+
+    @hookimpl
+    def register_proposal_generators(self, register):
+        register(GridProposals)
+
+    @hookimpl
+    def register_region_classifiers(self, register):
+        register(MeanColourClassifier)
 
 
 def write(path, text: str):
