@@ -1,0 +1,76 @@
+"""Configs of the synthetic benchmark's components (light: pydantic only)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ovframe import ComponentConfig
+
+DEFAULT_IMAGES = {"train": 100_000, "val": 200}
+
+
+class SynthDatasetConfig(ComponentConfig):
+    """The synthetic open-vocabulary benchmark: procedural scenes generated on the fly, with dense labels and captions.
+
+    Sample i of a split under a seed is always the same image (nothing is read from disk). The train
+    split is the proposal-training view: by default unseen-class pixels are IGNORE_INDEX and the
+    vocabulary holds the seen classes only; the val split is labelled with all 40 classes.
+    """
+
+    split: Literal["train", "val"] = Field("val", description="train and val never share an image")
+    num_images: int | None = Field(
+        None, ge=1, description=f"images in the split (default: train {DEFAULT_IMAGES['train']}, val {DEFAULT_IMAGES['val']})"
+    )
+    seed: int = Field(0, ge=0, description="the world's seed; another seed gives other images of the same world")
+    image_size: int = Field(128, ge=32, le=1024, description="square images of this many pixels a side")
+    labels: Literal["all", "seen", "none"] | None = Field(
+        None,
+        description="all: every class labelled (40-class vocabulary); seen: unseen-class pixels are ignore and the "
+        "vocabulary holds the seen classes only (proposal training); none: no labels (caption pretraining). "
+        "Default: seen for train, all for val. train with all is refused: no training may see unseen labels",
+    )
+    captions: int = Field(5, ge=0, le=20, description="captions per image, in sample.meta['captions']")
+    objects: tuple[int, int] = Field((2, 6), description="fewest and most objects per image")
+    object_size: tuple[float, float] = Field(
+        (0.06, 0.24), description="nominal object size (about sqrt(area / 2)) as a fraction of the image side, min and max"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_split(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            split = data.get("split", "val")
+            if data.get("labels") is None:
+                data = {**data, "labels": "seen" if split == "train" else "all"}
+            if data.get("num_images") is None and split in DEFAULT_IMAGES:
+                data = {**data, "num_images": DEFAULT_IMAGES[split]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "SynthDatasetConfig":
+        if self.split == "train" and self.labels == "all":
+            raise ValueError(
+                "labels: all is refused for split: train, because no training may use unseen-class labels; "
+                "use labels: seen (proposal training), labels: none (caption pretraining), or split: val"
+            )
+        lo, hi = self.objects
+        if not 1 <= lo <= hi <= 12:
+            raise ValueError(f"objects must be [min, max] with 1 <= min <= max <= 12, got {list(self.objects)}")
+        a, b = self.object_size
+        if not 0.02 <= a <= b <= 0.4:
+            raise ValueError(f"object_size must be [min, max] with 0.02 <= min <= max <= 0.4, got {list(self.object_size)}")
+        return self
+
+
+class SynthExportConfig(ComponentConfig):
+    """Write the recipe's dataset to the `folder` layout: images/, labels/, classes.txt, seen.txt, captions.jsonl.
+
+    Works for any dataset; captions.jsonl is written when samples carry meta['captions']. Re-running
+    resumes: images and labels already written are kept.
+    """
+
+    root: str = Field(description="output folder (created); ROOT/images/<id>.png, ROOT/labels/<id>.png ...")
+    max_images: int | None = Field(None, ge=1, description="export only the first N images of the dataset")
+    workers: int = Field(0, ge=0, description="background processes that generate/load samples")
