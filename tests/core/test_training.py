@@ -92,3 +92,30 @@ def test_lr_schedules():
     cos = TrainingConfig(steps=100, schedule="cosine")
     assert lr_factor(50, cos) == pytest.approx(0.5)
     assert lr_factor(100, cos) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_gloo_processes_follow_the_single_process_curve(tmp_path):
+    """DDP averages gradients over the shards of the global batch: the same loss curve as one process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("ddp_toy.py")
+    curves = {}
+    for procs in (1, 2):
+        name = f"ddp{procs}"
+        recipe = tmp_path / f"{name}.yaml"
+        recipe.write_text(
+            f"name: {name}\noutput_dir: {tmp_path / 'runs'}\ndevice: cpu\n"
+            "task: {plugin: sharded-toy, steps: 20, batch_size: 16, lr: 0.02, log_every: 5, checkpoint_every: 10}\n"
+        )
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs), str(script), str(recipe)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        assert out.returncode == 0, out.stderr[-3000:]
+        curves[procs] = _log(tmp_path, name)
+    assert [r["step"] for r in curves[2]] == [5, 10, 15, 20]
+    for a, b in zip(curves[1], curves[2]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert (tmp_path / "runs" / "ddp2" / "checkpoints" / "step-0000020").is_dir()
