@@ -1,19 +1,34 @@
 """The `evaluate` task: stream the dataset through the pipeline into a confusion matrix.
 
+Bounded memory: images are read `batch_size` at a time (by `workers` background processes when
+asked) and dropped once counted; what grows with the dataset is the set of ids already counted.
+
 Resumable: the matrix, the ids already counted and the failures are saved together, atomically, in
-one file per process (state/rank<r>-of-<n>.safetensors) every `save_every` seconds and at the end; a
-restarted run skips the ids already counted, so nothing is lost or counted twice. Under torchrun the
-dataset is sharded (rank r takes images r, r+n, ...) and the matrices are all-reduced at the end.
-Unreadable images are reported in failures.csv, counted in metrics.json, and skipped.
+one file per process (state/rank<r>-of-<n>.safetensors) every `save_every` seconds, at the end, and
+when the run stops on an error or Ctrl-C. A restarted run loads that file and skips the ids in it, so
+an image is counted exactly once: killed at any point, the rerun ends with the metrics of an
+uninterrupted run. (State saved by a different number of processes is not reused: sharding differs.)
+
+Sharded: under torchrun, rank r evaluates images r, r+n, ... and the matrices are summed with an
+all-reduce at the end (and the failures gathered), so the result equals the single-process one.
+
+Unreadable images (corrupt files, bad labels) are logged, listed in failures.csv with the reason,
+counted in metrics.json (`images_failed`), and skipped. Outputs, beside metrics.json:
+    per_class.csv           IoU, accuracy and pixel counts per class, with its seen/unseen split
+    failures.csv            id and reason of every image that could not be evaluated (header only if none)
+    confusion.safetensors   the summed confusion matrix int64 [K, K] (rows ground truth, columns prediction)
+    overlays/               with `visualize: N`, pictures of the first N images
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -22,9 +37,11 @@ from ..errors import SampleError
 from ..interfaces import Dataset, Task
 from ..io import atomic_path, markdown_table, write_csv
 from ..metrics import ConfusionMatrix
-from ..records import Sample
+from ..records import Sample, Vocabulary
 from ..runner import RunContext
 from .config import EvaluateConfig
+
+STATE_DIR = "state"
 
 
 class EvalState:
@@ -95,7 +112,9 @@ class Evaluate(Task):
         pipeline = ctx.pipeline()
         total = len(dataset) if cfg.max_images is None else min(cfg.max_images, len(dataset))
         mine = list(range(ctx.rank, total, ctx.world_size))
-        state = EvalState(ctx.out_dir / "state" / f"rank{ctx.rank}-of-{ctx.world_size}.safetensors", len(vocabulary), cfg.count).load()
+        state_dir = ctx.out_dir / STATE_DIR
+        state = EvalState(state_dir / f"rank{ctx.rank}-of-{ctx.world_size}.safetensors", len(vocabulary), cfg.count).load()
+        _warn_other_states(ctx, state_dir, state.path)
         todo = [i for i in mine if dataset.sample_id(i) not in state.done]
         if len(todo) < len(mine):
             ctx.log.info("resuming: %d of %d images already counted", len(mine) - len(todo), len(mine))
@@ -111,6 +130,7 @@ class Evaluate(Task):
                         state.failed[sample_id] = item.reason
                         state.done.add(sample_id)
                     elif item.label is None:
+                        ctx.log.warning("skipped %s: it has no label", sample_id)
                         state.failed[sample_id] = "no label"
                         state.done.add(sample_id)
                     else:
@@ -124,15 +144,21 @@ class Evaluate(Task):
                             state.done.add(sample.id)
                             if index < cfg.visualize:
                                 _write_overlay(overlays / f"{sample.id}.png", sample, seg, vocabulary.names)
+                    del segmentations, samples
                 if time.monotonic() - state.saved_at > cfg.save_every:
                     state.save()
+                    ctx.log.info(
+                        "%d of %d images counted (%d failed)%s", len(state.done), len(mine), len(state.failed),
+                        f" on rank {ctx.rank}" if ctx.world_size > 1 else "",
+                    )
         finally:
             state.save()
         return self._finish(ctx, state, vocabulary, total)
 
-    def _finish(self, ctx: RunContext, state: EvalState, vocabulary, total: int) -> dict[str, Any]:
+    def _finish(self, ctx: RunContext, state: EvalState, vocabulary: Vocabulary, total: int) -> dict[str, Any]:
         failed = dict(state.failed)
-        confusion = state.confusion
+        confusion = ConfusionMatrix(len(vocabulary), state.confusion.count)
+        confusion.matrix = state.confusion.matrix.clone()  # the saved state keeps this rank's share
         if ctx.world_size > 1:
             import torch.distributed as dist
 
@@ -142,17 +168,73 @@ class Evaluate(Task):
             failed = {k: v for part in gathered for k, v in part.items()}
         metrics: dict[str, Any] = {
             **confusion.summary(vocabulary.seen),
+            **_split_accuracy(confusion, vocabulary.seen),
             "images": total - len(failed),
             "images_failed": len(failed),
+            "images_total": total,
         }
         if ctx.is_main:
             rows = confusion.per_class_rows(vocabulary.names, vocabulary.seen)
             write_csv(ctx.out_dir / "per_class.csv", rows)
+            write_csv(
+                ctx.out_dir / "failures.csv",
+                [{"id": k, "reason": v} for k, v in sorted(failed.items())],
+                columns=["id", "reason"],
+            )
+            with atomic_path(ctx.out_dir / "confusion.safetensors") as tmp:
+                save_file(
+                    {"confusion": confusion.matrix.contiguous()}, str(tmp),
+                    metadata={"rows": "ground truth", "columns": "prediction", "classes": json.dumps(list(vocabulary.names))},
+                )
             if failed:
-                write_csv(ctx.out_dir / "failures.csv", [{"id": k, "reason": v} for k, v in sorted(failed.items())])
-                ctx.log.warning("%d image(s) could not be read; see %s", len(failed), ctx.out_dir / "failures.csv")
-            ctx.log.info("\n%s", markdown_table([metrics]))
+                ctx.log.warning("%d image(s) could not be evaluated; see %s", len(failed), ctx.out_dir / "failures.csv")
+            ctx.log.info("\n%s", markdown_table([{k: v for k, v in metrics.items() if not k.endswith(("_seen", "_unseen"))}]))
+            if vocabulary.seen is not None:
+                ctx.log.info("\n%s", markdown_table(_side_by_side(confusion, vocabulary.seen)))
         return metrics
+
+
+def _split_accuracy(confusion: ConfusionMatrix, seen) -> dict[str, float]:
+    """mACC over the seen and the unseen classes (mIoU_seen/unseen come from ConfusionMatrix.summary)."""
+    if seen is None:
+        return {}
+    acc = confusion.per_class()["acc"]
+    mask = np.asarray(seen, dtype=bool)
+    return {"mACC_seen": _nanmean_pct(acc[mask]), "mACC_unseen": _nanmean_pct(acc[~mask])}
+
+
+def _side_by_side(confusion: ConfusionMatrix, seen) -> list[dict[str, Any]]:
+    """Rows all / seen / unseen: classes, classes present, mIoU, mACC."""
+    pc = confusion.per_class()
+    mask = np.asarray(seen, dtype=bool)
+    rows = []
+    for split, keep in (("all", np.ones_like(mask)), ("seen", mask), ("unseen", ~mask)):
+        rows.append(
+            {
+                "classes": split,
+                "count": int(keep.sum()),
+                "present": int((pc["counted"] & keep).sum()),
+                "mIoU": _nanmean_pct(pc["iou"][keep]),
+                "mACC": _nanmean_pct(pc["acc"][keep]),
+            }
+        )
+    return rows
+
+
+def _nanmean_pct(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return 100.0 * float(values.mean()) if values.size else math.nan
+
+
+def _warn_other_states(ctx: RunContext, state_dir: Path, mine: Path) -> None:
+    if not state_dir.is_dir() or not ctx.is_main:
+        return
+    others = sorted(p.name for p in state_dir.glob("rank*-of-*.safetensors") if not p.name.endswith(f"-of-{ctx.world_size}.safetensors"))
+    if others:
+        ctx.log.warning(
+            "state saved by a run with another number of processes (%s) is not reused: those images are evaluated again",
+            ", ".join(others),
+        )
 
 
 def _write_overlay(path: Path, sample: Sample, seg, names) -> None:
