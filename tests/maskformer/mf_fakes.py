@@ -94,3 +94,11 @@ class Plugin:
 
 def add_to(registry) -> None:
     registry.add_plugin(Plugin(), name="maskformer-test-fakes")
+
+
+TINY = {
+    "backbone": "resnet18", "out_indices": [1, 2, 3, 4], "backbone_norm": "train", "conv_dim": 32, "mask_dim": 32,
+    "hidden_dim": 32, "num_queries": 8, "dec_layers": 2, "nheads": 4, "dim_feedforward": 64, "embed_hidden_dim": 64,
+    "test_short_side": 64,
+}
+"""A tiny maskformer architecture for tests (ResNet-18 at 64 px, 8 queries, 2 decoder layers)."""

@@ -1,0 +1,110 @@
+"""MaskFormer configs (light: pydantic only). Defaults are the reference's Swin-B setting (reference/ovseg.md);
+the R101c setting differs where noted in each description."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ovframe import ComponentConfig
+from ovframe.config import TrainingConfig
+
+ARCHITECTURE_KEYS = (
+    "backbone", "out_indices", "out_norm", "backbone_norm", "conv_dim", "mask_dim", "hidden_dim",
+    "num_queries", "dec_layers", "nheads", "dim_feedforward", "pre_norm", "embed_dim", "embed_hidden_dim",
+    "embed_layers", "temperature",
+)
+"""The keys that change the network's parameters or outputs; stored in trained weights and compared on load."""
+
+
+class MaskFormerConfig(ComponentConfig):
+    """MaskFormer with OVSeg's open-vocabulary class head: mask proposals plus class logits against any vocabulary."""
+
+    # -- architecture -------------------------------------------------------------------------
+    backbone: str = Field(
+        "swin_base_patch4_window12_384",
+        description="timm model name, used through features_only (resnet50, resnet101, resnet101c, swin_base_patch4_window12_384, swin_tiny_patch4_window7_224 ...)",
+    )
+    backbone_pretrained: str | bool = Field(
+        False,
+        description="false: random init; or a local safetensors/.pth file of timm ImageNet weights for the backbone (never downloaded)",
+    )
+    out_indices: tuple[int, ...] = Field(
+        (0, 1, 2, 3), description="backbone stages fed to the FPN, highest resolution first (resnets: (1, 2, 3, 4))"
+    )
+    out_norm: bool | None = Field(
+        None, description="LayerNorm on each backbone output (as Swin for dense prediction does); None: on for NHWC (transformer) backbones"
+    )
+    backbone_norm: Literal["frozen", "train"] = Field(
+        "frozen", description="BatchNorm layers of the backbone: frozen (detectron2's FrozenBN, the reference) or trained"
+    )
+    conv_dim: int = Field(256, ge=8, description="channels of the FPN pixel decoder")
+    mask_dim: int = Field(256, ge=8, description="channels of the per-pixel mask embeddings")
+    hidden_dim: int = Field(256, ge=8, description="transformer decoder width")
+    num_queries: int = Field(100, ge=1, description="queries = mask proposals per image")
+    dec_layers: int = Field(6, ge=1, description="transformer decoder layers (each one is supervised)")
+    nheads: int = Field(8, ge=1)
+    dim_feedforward: int = Field(2048, ge=8)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    pre_norm: bool = False
+    embed_dim: int | None = Field(
+        None, description="CLIP joint-embedding dimension of the class head (512 ViT-B/16, 768 ViT-L/14); None: from the weights, else the text embeddings"
+    )
+    embed_hidden_dim: int = Field(1024, ge=8, description="hidden width of the class-embedding MLP")
+    embed_layers: int = Field(2, ge=1, description="layers of the class-embedding MLP")
+    temperature: float = Field(100.0, gt=0, description="logit scale of the cosine similarities (fixed at 100 in the reference)")
+    # -- test-time input -------------------------------------------------------------------------
+    test_short_side: int | None = Field(
+        640, ge=32, description="resize the short side to this before the network (R101c: 512); None: keep the image size"
+    )
+    test_max_size: int = Field(2560, ge=32, description="cap of the long side after resizing (R101c: 2048)")
+    size_divisibility: int = Field(32, ge=1, description="pad the network input to a multiple of this")
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # -- weights -------------------------------------------------------------------------------------
+    weights: str | None = Field(
+        None,
+        description="trained weights (safetensors from train-proposals or the converter; pkg:// allowed); None only for training",
+    )
+    sha256: str | None = Field(None, description="sha256 of the weights file")
+
+    def architecture(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ARCHITECTURE_KEYS}
+
+
+class TrainProposalsConfig(TrainingConfig):
+    """Train the recipe's `proposals: maskformer` on the dataset's seen classes (Hungarian matching, CE + focal + dice)."""
+
+    # optimisation: the reference's Swin-B setting (R101c: lr 2e-4, weight_decay 1e-4, backbone_lr_multiplier 0.1)
+    steps: int = Field(120_000, ge=1, description="optimizer steps in all")
+    batch_size: int = Field(32, ge=1, description="global batch size (split across processes under torchrun)")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(6e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    schedule: Literal["poly", "cosine", "constant"] = "poly"
+    warmup_steps: int = Field(1500, ge=0)
+    warmup_factor: float = Field(1e-6, ge=0, le=1)
+    poly_power: float = Field(0.9, gt=0)
+    grad_clip: float | None = Field(0.01, gt=0, description="max gradient norm over the full model")
+    checkpoint_every: int = Field(5000, ge=1)
+    log_every: int = Field(20, ge=1)
+    backbone_lr_multiplier: float = Field(1.0, gt=0, description="lr multiplier of the backbone (R101c: 0.1)")
+    weight_decay_norm: float = Field(0.0, ge=0, description="weight decay of normalisation layers")
+    weight_decay_embed: float = Field(0.0, ge=0, description="weight decay of embeddings (queries, Swin position tables)")
+    # loss and matching
+    no_object_weight: float = Field(0.1, ge=0, description="cross-entropy weight of the no-object class")
+    class_weight: float = Field(1.0, ge=0, description="weight of the classification loss and matching cost")
+    mask_weight: float = Field(20.0, ge=0, description="weight of the sigmoid focal loss and matching cost")
+    dice_weight: float = Field(1.0, ge=0, description="weight of the dice loss and matching cost")
+    deep_supervision: bool = Field(True, description="apply the loss to every decoder layer")
+    # data
+    crop_size: int = Field(640, ge=16, description="square training crop (R101c: 512)")
+    min_size_train: list[int] | None = Field(
+        None, description="short sides to choose from; None: int(x * 0.1 * crop_size) for x in 5..20 (320-1280 at 640)"
+    )
+    max_size_train: int | None = Field(None, description="cap of the long side; None: 4 x crop_size")
+    single_category_max_area: float = Field(1.0, gt=0, le=1, description="retry crops where one class covers more than this")
+    color_aug: bool = Field(True, description="SSD colour augmentation (brightness, contrast, saturation, hue)")
+    flip: bool = Field(True, description="random horizontal flip")
+    weights_name: str = Field("maskformer.safetensors", description="file name of the final weights in the run directory")

@@ -1,0 +1,103 @@
+"""Trained MaskFormer weights: safetensors whose metadata records the architecture they were made for.
+
+Metadata keys (all strings):
+    ovframe.maskformer.architecture   JSON of MaskFormerConfig.architecture() (embed_dim filled in)
+    ovframe.maskformer.classes        JSON list of the class names trained on (informative)
+    ovframe.maskformer.text_model     model_id of the text encoder whose embeddings it was trained against
+Loading compares the recipe's architecture with the file's and names every key that differs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ovframe import BadInput
+
+from .config import MaskFormerConfig
+
+ARCH_KEY = "ovframe.maskformer.architecture"
+CLASSES_KEY = "ovframe.maskformer.classes"
+TEXT_MODEL_KEY = "ovframe.maskformer.text_model"
+
+
+def _normalised(arch: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(arch))
+
+
+def architecture_of(cfg: MaskFormerConfig, embed_dim: int) -> dict[str, Any]:
+    return _normalised({**cfg.architecture(), "embed_dim": embed_dim})
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
+        raise BadInput(f"{path}: not a readable safetensors file ({e}); train the weights again or get the file again") from None
+
+
+def file_architecture(path: str | Path) -> dict[str, Any] | None:
+    meta = read_metadata(path)
+    return json.loads(meta[ARCH_KEY]) if ARCH_KEY in meta else None
+
+
+def check_architecture(path: str | Path, cfg: MaskFormerConfig) -> int | None:
+    """Raise BadInput naming every architecture key where the recipe and the weights file differ.
+    Returns the file's embed_dim (None when the file records no architecture)."""
+    saved = file_architecture(path)
+    if saved is None:
+        return None
+    wanted = _normalised(cfg.architecture())
+    diffs = [
+        f"{k}: the recipe has {wanted.get(k)!r}, the weights were trained with {saved.get(k)!r}"
+        for k in wanted
+        if not (k == "embed_dim" and wanted[k] is None) and wanted.get(k) != saved.get(k)
+    ]
+    if diffs:
+        raise BadInput(
+            f"{path}: these weights do not match the recipe's maskformer architecture:\n  "
+            + "\n  ".join(diffs)
+            + "\nSet those keys in the recipe's `proposals:` section as the weights have them, or use weights trained for this architecture."
+        )
+    return int(saved["embed_dim"])
+
+
+def save_maskformer(path: str | Path, model: torch.nn.Module, cfg: MaskFormerConfig, *, classes: list[str], text_model: str) -> None:
+    from ovframe.training import save_weights
+
+    meta = {
+        ARCH_KEY: json.dumps(architecture_of(cfg, int(model.embed_dim))),
+        CLASSES_KEY: json.dumps(list(classes)),
+        TEXT_MODEL_KEY: text_model,
+    }
+    save_weights(path, model.state_dict(), meta)
+
+
+def load_state(model: torch.nn.Module, path: str | Path) -> None:
+    """Load every tensor of the model from `path`; errors name the keys and shapes that differ."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:4]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensor(s) this architecture does not have, e.g. {unexpected[:4]}")
+        if shapes:
+            parts.append(f"shapes (file vs recipe): {shapes[:4]}")
+        raise BadInput(f"{path}: does not fit the recipe's maskformer architecture: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
