@@ -1,0 +1,129 @@
+"""CLIP region classifiers: `clip-masked-crop` (OVSeg) and `clip-background-crop` (the ablation).
+
+classify(samples, proposals, text, vocabulary) -> one RegionScores per image:
+    probs [N, K] = softmax over the K vocabulary classes of temperature * cos(region embedding, class text)
+    valid [N]    = False where the thresholded mask is empty or its box has no area (their probs rows are 0)
+There is no background/no-object text embedding: the reference drops that column before the softmax,
+which is the same as never having it. All valid proposals of the batch go through the image tower
+together, `chunk_size` regions at a time (crops are made per chunk, so memory stays bounded and the
+results do not depend on the chunk size).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ovframe import Adapter, BadInput, Proposals, RegionClassifier, RegionScores, Sample, TextEmbeddings, Vocabulary
+
+from .config import BackgroundCropConfig, MaskedCropConfig
+from .crops import Cropper, RegionPlan, binarize, plan_regions
+from .encoders import PlainEncoder, RegionEncoder
+from .loading import MASK_EMBEDDING_KEY, load_clip, required_files
+
+log = logging.getLogger("ovframe.clip")
+
+
+class ClipRegionClassifier(RegionClassifier):
+    """Shared machinery; subclasses choose whether the background is masked."""
+
+    keep_background: ClassVar[bool] = False
+
+    def __init__(self, config: MaskedCropConfig | BackgroundCropConfig):
+        super().__init__(config)
+        loaded = load_clip(config)
+        self.model_id = loaded.model_id
+        self.encoder: RegionEncoder = PlainEncoder(loaded.model.visual, loaded.image_size, loaded.model_id, loaded.extras)
+        fill = None if self.keep_background else getattr(config, "fill", "mean")
+        self.cropper = Cropper(loaded.image_size, loaded.mean, loaded.std, fill)
+        self.adapter: Adapter | None = None
+        if MASK_EMBEDDING_KEY in loaded.extras:
+            log.warning(
+                "the CLIP checkpoint of %s carries mask prompts (%s %s); they are used only with "
+                "`adapter: mask-prompt-tuning` (or mpt+ft)",
+                config.pretrained, MASK_EMBEDDING_KEY, tuple(loaded.extras[MASK_EMBEDDING_KEY].shape),
+            )
+
+    @classmethod
+    def required_files(cls, config):
+        return required_files(config)
+
+    def attach(self, adapter: Adapter) -> None:
+        """Hand the image model to `adapter`; regions are encoded by what it returns from now on."""
+        if self.adapter is not None:
+            raise BadInput(f"classifier {self.name!r} already has adapter {self.adapter.name!r}")
+        encoder = adapter.attach(self.encoder)
+        if not isinstance(encoder, RegionEncoder):
+            raise TypeError(f"adapter {adapter.name!r} returned {type(encoder).__name__}, not a RegionEncoder")
+        self.encoder = encoder.to(self.device)
+        self.adapter = adapter
+
+    # -- regions ---------------------------------------------------------------------------
+    def plan(self, samples: Sequence[Sample], proposals: Sequence[Proposals]) -> tuple[RegionPlan, list[torch.Tensor]]:
+        if len(samples) != len(proposals):
+            raise ValueError(f"{len(samples)} samples but {len(proposals)} proposal sets")
+        binaries = []
+        for sample, props in zip(samples, proposals):
+            if tuple(props.mask_logits.shape[1:]) != sample.size:
+                raise ValueError(
+                    f"sample {sample.id}: mask logits are {tuple(props.mask_logits.shape[1:])}, the image is "
+                    f"{sample.size}; proposals must be at the image's resolution"
+                )
+            binaries.append(binarize(props.mask_logits.to(self.device), self.config.mask_thr))
+        return plan_regions(binaries, self.config.expand_ratio), binaries
+
+    def region_inputs(
+        self, images: Sequence[torch.Tensor], binaries: Sequence[torch.Tensor], plan: RegionPlan, chunk: range
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder inputs of plan items `chunk`: float [B, 3, S, S], bool [B, S, S]."""
+        items = [plan.items[j] for j in chunk]
+        return self.cropper.crop_batch(
+            [images[i] for i, _ in items], [binaries[i][q] for i, q in items], [plan.boxes[j] for j in chunk]
+        )
+
+    # -- classification --------------------------------------------------------------------
+    @torch.inference_mode()
+    def classify(
+        self,
+        samples: Sequence[Sample],
+        proposals: Sequence[Proposals],
+        text: TextEmbeddings | None,
+        vocabulary: Vocabulary,
+    ) -> list[RegionScores]:
+        if text is None:
+            raise ValueError(f"{self.name} needs the vocabulary's text embeddings")
+        k = len(vocabulary)
+        if text.embeddings.shape[0] != k:
+            raise ValueError(f"text embeddings for {text.embeddings.shape[0]} classes, vocabulary has {k}")
+        plan, binaries = self.plan(samples, proposals)
+        probs = [torch.zeros(len(v), k, device=self.device) for v in plan.valid]
+        if plan.items:
+            text_emb = F.normalize(text.embeddings.to(self.device).float(), dim=-1)
+            images = [s.image.to(self.device).float() for s in samples]
+            self.encoder.eval()
+            for chunk in plan.chunks(self.config.chunk_size):
+                regions, masks = self.region_inputs(images, binaries, plan, chunk)
+                emb = F.normalize(self.encoder(regions, masks).float(), dim=-1)
+                p = (self.config.temperature * emb @ text_emb.T).softmax(dim=-1)
+                for row, j in enumerate(chunk):
+                    i, q = plan.items[j]
+                    probs[i][q] = p[row]
+        return [RegionScores(probs=p, valid=v.to(self.device)) for p, v in zip(probs, plan.valid)]
+
+
+class MaskedCropClassifier(ClipRegionClassifier):
+    name = "clip-masked-crop"
+    Config = MaskedCropConfig
+    keep_background = False
+
+
+class BackgroundCropClassifier(ClipRegionClassifier):
+    """The box of the region with its background pixels kept; the encoder is given all-True region masks
+    (nothing is masked, so a mask-prompt adapter replaces nothing)."""
+
+    name = "clip-background-crop"
+    Config = BackgroundCropConfig
+    keep_background = True

@@ -1,0 +1,231 @@
+"""The `train-adapter` task: train the recipe's adapter on (image, mask, noun) pairs.
+
+The recipe names the CLIP model and crop procedure in `classifier:` (regions are cropped exactly as
+at inference), the adapter in `adapter:`, the (frozen) text side in `text_encoder:`, and the pairs in
+`task.pairs` (pairs.py). The loss is CLIP's contrastive loss between the batch's region embeddings
+and their nouns' text embeddings, at the classifier's temperature. When a noun occurs more than once
+in a batch its text is one column and every region of it a positive:
+
+    logits = T * norm(regions) @ norm(texts of the batch's distinct nouns).T        [b, u]
+    loss   = ( CE(logits, noun of each region) + mean_u( -mean_{regions of u} log_softmax(logits.T)[u] ) ) / 2
+
+which is exactly CLIP's symmetric loss when the nouns are distinct. Under torchrun each process takes
+its share of the global batch and computes the loss on it (DistributedDataParallel averages the
+gradients). The shared loop ovframe.training.Trainer does checkpoints, exact resume, DDP and loss.jsonl;
+the adapter's weights are written to <run>/adapter.safetensors at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from ovframe import BadInput, SampleError, Task, Vocabulary
+from ovframe.runner import RunContext
+from ovframe.training import Trainer, save_weights
+
+from .adapters import adapter_train_defaults
+from .classifiers import ClipRegionClassifier
+from .config import TrainAdapterConfig
+from .crops import Cropper, region_boxes
+from .pairs import PairSource, build_source
+
+WEIGHTS_FILE = "adapter.safetensors"
+
+
+def contrastive_loss(
+    regions: torch.Tensor, text: torch.Tensor, nouns: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """regions float [b, C] (any norm), text float [U, C] (all nouns, normalised), nouns int64 [b] -> loss."""
+    img = F.normalize(regions.float(), dim=-1)
+    distinct, column = torch.unique(nouns, return_inverse=True)
+    logits = temperature * img @ text[distinct].T  # [b, u]
+    loss_image = F.cross_entropy(logits, column)
+    positives = F.one_hot(column, len(distinct)).T.float()  # [u, b]
+    positives = positives / positives.sum(dim=1, keepdim=True)
+    loss_text = -(positives * logits.T.log_softmax(dim=1)).sum(dim=1).mean()
+    loss = 0.5 * (loss_image + loss_text)
+    return loss, {"loss_image": float(loss_image.detach()), "loss_text": float(loss_text.detach())}
+
+
+class PairBatches:
+    """The batch of a step: a pure function of (step, rank, world), so a resumed run sees the same data.
+
+    Pairs are taken in a fresh permutation per epoch (seeded by the recipe seed and the epoch); step s of
+    a global batch B covers positions [s*B, (s+1)*B) of the endless sequence of epochs, and rank r takes
+    its contiguous share. Unreadable pairs and empty masks are skipped (the batch is then smaller)."""
+
+    def __init__(self, source: PairSource, noun_ids: list[int], cropper: Cropper, expand_ratio: float,
+                 global_batch: int, seed: int, log: Any):
+        self.source, self.noun_ids, self.cropper = source, noun_ids, cropper
+        self.expand_ratio, self.global_batch, self.seed, self.log = expand_ratio, global_batch, seed, log
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) > 2:
+                self._perms.pop(min(self._perms))
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms[epoch] = torch.randperm(len(self.source), generator=g)
+        return self._perms[epoch]
+
+    def indices(self, step: int, rank: int, world: int) -> list[int]:
+        n, local = len(self.source), self.global_batch // world
+        start = step * self.global_batch + rank * local
+        return [int(self._order(p // n)[p % n]) for p in range(start, start + local)]
+
+    def __call__(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        images, binaries, boxes, nouns = [], [], [], []
+        for index in self.indices(step, rank, world):
+            try:
+                image, mask = self.source.load(index)
+            except SampleError as e:
+                self.log.warning("skipped pair %d: %s", index, e.reason)
+                continue
+            box, valid = region_boxes(mask[None], self.expand_ratio)
+            if not bool(valid[0]):
+                continue
+            images.append(image.float())
+            binaries.append(mask)
+            boxes.append(tuple(box[0].tolist()))
+            nouns.append(self.noun_ids[index])
+        if not images:
+            raise RuntimeError(f"step {step}: no readable pair in this process's share of the batch")
+        regions, masks = self.cropper.crop_batch(images, binaries, boxes)
+        return {"images": regions, "masks": masks, "nouns": torch.tensor(nouns, dtype=torch.long)}
+
+
+class _Steps(torch.utils.data.Dataset):
+    def __init__(self, make: PairBatches, first: int, last: int, rank: int, world: int):
+        self.make, self.first, self.last, self.rank, self.world = make, first, last, rank, world
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+    def __getitem__(self, i: int) -> tuple[int, dict[str, torch.Tensor]]:
+        step = self.first + i
+        return step, self.make(step, self.rank, self.world)
+
+
+class Prefetching:
+    """batch_fn that loads upcoming steps in `workers` background processes (same batches as inline)."""
+
+    def __init__(self, make: PairBatches, steps: int, workers: int):
+        self.make, self.steps, self.workers = make, steps, workers
+        self._it: Any = None
+        self._next = -1
+
+    def __call__(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        if self.workers == 0:
+            return self.make(step, rank, world)
+        if self._it is None or step != self._next:
+            loader = torch.utils.data.DataLoader(
+                _Steps(self.make, step, self.steps, rank, world), batch_size=None, num_workers=self.workers
+            )
+            self._it = iter(loader)
+        got, batch = next(self._it)
+        assert got == step, (got, step)
+        self._next = step + 1
+        return batch
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """open_clip's rule: no weight decay on gains, biases, embeddings and the logit scale."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "embedding" in name or "logit_scale" in name
+        (no_decay if exempt else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+class TrainAdapter(Task):
+    name = "train-adapter"
+    Config = TrainAdapterConfig
+
+    @classmethod
+    def required_files(cls, config: TrainAdapterConfig):
+        from ovframe import RequiredFile
+        from ovframe.files import resolve_path
+
+        pairs = config.pairs
+        if getattr(pairs, "source", None) == "jsonl":
+            return [RequiredFile(str(resolve_path(pairs.path)), "the (image, mask, noun) pairs file",
+                                 "made by a pair-mining run, or written by hand (format: docs/clip.md)", pairs.sha256)]
+        return []
+
+    def run(self, ctx: RunContext) -> Mapping[str, Any]:
+        cfg: TrainAdapterConfig = self.config  # type: ignore[assignment]
+        if not ctx.has("adapter"):
+            raise BadInput(
+                f"{ctx.recipe.origin}: train-adapter needs an `adapter:` section (mask-prompt-tuning, full-finetune or mpt+ft)"
+            )
+        classifier = ctx.component("classifier")
+        if not isinstance(classifier, ClipRegionClassifier):
+            raise BadInput(f"{ctx.recipe.origin}: train-adapter trains CLIP classifiers (clip-masked-crop, clip-background-crop), not {classifier.name!r}")
+        adapter = classifier.adapter
+        text_encoder = ctx.component("text_encoder")
+        if cfg.batch_size % ctx.world_size:
+            raise BadInput(f"task.batch_size {cfg.batch_size} does not split evenly over {ctx.world_size} processes")
+
+        source = build_source(ctx, cfg.pairs)
+        if len(source) == 0:
+            raise BadInput(f"{ctx.recipe.origin}: the pair source {cfg.pairs.source!r} gave no pairs")
+        pair_nouns = source.nouns()
+        nouns = sorted(set(pair_nouns))
+        noun_index = {n: i for i, n in enumerate(nouns)}
+        with ctx.timings.stage("encode_text"):
+            text = F.normalize(text_encoder.encode(Vocabulary(tuple(nouns))).embeddings.float(), dim=-1).to(ctx.device)
+
+        tcfg = self._resolved(cfg, adapter, len(source))
+        ctx.log.info(
+            "train-adapter: %s on %d pairs (%d nouns), %d steps of %d, lr %g, weight decay %g",
+            adapter.name, len(source), len(nouns), tcfg.steps, tcfg.batch_size, tcfg.lr, tcfg.weight_decay,
+        )
+        encoder = classifier.encoder
+        temperature = float(classifier.config.temperature)
+        make = PairBatches(source, [noun_index[n] for n in pair_nouns], classifier.cropper,
+                           classifier.config.expand_ratio, tcfg.batch_size, ctx.recipe.seed, ctx.log)
+
+        def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
+            regions = model(batch["images"].to(ctx.device), batch["masks"].to(ctx.device))
+            return contrastive_loss(regions, text, batch["nouns"].to(ctx.device), temperature)
+
+        trainer = Trainer(ctx, encoder, tcfg, loss_fn=loss_fn, batch_fn=Prefetching(make, tcfg.steps, cfg.workers),
+                          param_groups=_param_groups(encoder, tcfg.weight_decay))
+        last = trainer.run()
+        weights = ctx.out_dir / WEIGHTS_FILE
+        if ctx.is_main:
+            meta = {"adapter": adapter.name, **{k: str(v) for k, v in encoder.describe().items()}}
+            save_weights(weights, encoder.adapter_state(), metadata=meta)
+            ctx.log.info("adapter weights: %s (use it as `adapter: {plugin: %s, weights: %s}`)", weights, adapter.name, weights)
+        return {
+            "loss": last.get("loss"),
+            "steps": tcfg.steps,
+            "pairs": len(source),
+            "nouns": len(nouns),
+            "lr": tcfg.lr,
+            "weights": str(weights),
+        }
+
+    @staticmethod
+    def _resolved(cfg: TrainAdapterConfig, adapter: Any, n_pairs: int) -> TrainAdapterConfig:
+        given = cfg.model_fields_set
+        if "steps" in given and "epochs" in given and cfg.epochs is not None:
+            raise BadInput("train-adapter: give task.steps or task.epochs, not both")
+        steps = cfg.steps
+        if "steps" not in given and cfg.epochs is not None:
+            steps = max(1, math.ceil(cfg.epochs * n_pairs / cfg.batch_size))
+        defaults = adapter_train_defaults(adapter)
+        lr = cfg.lr if cfg.lr is not None else defaults.get("lr", 1e-4)
+        wd = cfg.weight_decay if cfg.weight_decay is not None else defaults.get("weight_decay", 0.0)
+        return cfg.model_copy(update={"steps": steps, "lr": lr, "weight_decay": wd})
