@@ -30,6 +30,7 @@ PREPOSITIONS = {
     "brick wall": ("in front of", "against"),
     "water": ("on", "floating on"),
 }
+PHOTO_OF = ("", "a photo of ", "a picture of ", "a close-up of ")  # openings of single-object captions
 GROUND = {"grass", "sand", "gravel", "snow", "lava"}  # reads after "ground covered in"
 
 
@@ -198,7 +199,7 @@ class _Writer:
         obj = self.objects[int(self.rng.integers(len(self.objects)))]
         name = world.CLASSES[obj.under].name
         prep = self.pick(PREPOSITIONS.get(name, ("on", "lying on", "sitting on")))
-        return f"{self.thing(obj)} {prep} {self.stuff_phrase(obj.under)}."
+        return f"{self.pick(PHOTO_OF)}{self.thing(obj)} {prep} {self.stuff_phrase(obj.under)}."
 
     def layout_only(self) -> str:
         n = len(self.objects)
@@ -211,7 +212,7 @@ class _Writer:
         a, b = self.objects[int(i)], self.objects[int(j)]
         if a.class_id == b.class_id:
             return None
-        return self.pick(("{} and {}.", "{} with {}.", "a close look at {} and {}.")).format(self.thing(a), self.thing(b))
+        return self.pick(PHOTO_OF) + self.pick(("{} and {}.", "{} with {}.")).format(self.thing(a), self.thing(b))
 
 
 KINDS = ("inventory", "relation", "on-stuff", "layout", "pair")
