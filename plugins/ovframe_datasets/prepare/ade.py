@@ -79,10 +79,11 @@ def resized_size(height: int, width: int, max_size: int = MAX_SHORT_SIDE) -> tup
 
 
 def resize_nearest(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """OpenCV INTER_NEAREST: output pixel i takes source pixel floor(i * src / dst)."""
+    """OpenCV INTER_NEAREST: output pixel i takes source pixel floor(i * (1 / (dst / src))), in doubles
+    as OpenCV computes it (torch's float32 "nearest" differs at rare exact boundaries)."""
     (h, w), (nh, nw) = label.shape, size
-    rows = np.minimum(np.floor(np.arange(nh) * (h / nh)).astype(np.int64), h - 1)
-    cols = np.minimum(np.floor(np.arange(nw) * (w / nw)).astype(np.int64), w - 1)
+    rows = np.minimum(np.floor(np.arange(nh) * (1.0 / (nh / h))).astype(np.int64), h - 1)
+    cols = np.minimum(np.floor(np.arange(nw) * (1.0 / (nw / w))).astype(np.int64), w - 1)
     return label[rows[:, None], cols[None, :]]
 
 
@@ -91,7 +92,7 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
     y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
     return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
