@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", metavar="DATASET", help="a dataset plugin name (see `ovframe plugins`)")
     p.add_argument("--source", required=True, help="the official download (folder or archive)")
     p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
+    p.add_argument("--split", dest="splits", action="append", default=None, metavar="SPLIT", help="prepare only this split (val, train; repeatable; default: the dataset's usual ones)")
     return parser
 
 
@@ -304,7 +305,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     spec = get_registry().get("dataset", args.dataset)
     root = args.root or os.environ.get("DETECTRON2_DATASETS", "datasets")
-    spec.load().prepare(args.source, root)
+    options = {"splits": args.splits} if args.splits else {}
+    spec.load().prepare(args.source, root, **options)
     print(f"{args.dataset} prepared under {root}")
     return 0
 

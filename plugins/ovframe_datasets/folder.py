@@ -119,6 +119,10 @@ class FolderDataset(Dataset):
             seen = tuple(n in set(seen_names) for n in names)
         return Vocabulary(names, seen)
 
+    @classmethod
+    def prepare(cls, source: str, root: str, **options: Any) -> None:
+        raise BadInput(f"a folder dataset needs no preparation: arrange your files as {LAYOUT}")
+
     @property
     def vocabulary(self) -> Vocabulary:
         return self._vocabulary

@@ -174,6 +174,8 @@ def test_ade847_from_the_official_zip(tmp_path, registry):
             assert (im.height, im.width) == sizes[stem] and im.mode == "RGB"
     assert not (base / "images_detectron2" / "training").exists()  # validation only by default
     check_dataset_labels(dataset(registry, "ade20k-847", root), expected, 65535)
+    assert main(["prepare", "ade20k-847", "--source", str(tmp_path / "ADE20K_2021_17_01.zip"), "--root", str(root), "--split", "train"]) == 0
+    np.testing.assert_array_equal(read(base / "annotations_detectron2" / "training" / "ADE_train_00000001.tif"), np.zeros((20, 20), np.uint16))
 
 
 # -- Pascal Context 59 / 459 --------------------------------------------------------------------
@@ -300,6 +302,10 @@ def test_a_wrong_source_says_what_is_expected(tmp_path, capsys):
     assert "annotations/validation/*.png" in err and "ADEChallengeData2016.zip" in err
     assert main(["prepare", "pascal-voc-20", "--source", str(tmp_path / "nothing-here"), "--root", str(tmp_path / "d")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    assert main(["prepare", "pascal-voc-20", "--source", str(archive), "--root", str(tmp_path / "d"), "--split", "train"]) == 2
+    assert "has a single split (val)" in capsys.readouterr().err
+    assert main(["prepare", "folder", "--source", str(archive), "--root", str(tmp_path / "d")]) == 2
+    assert "needs no preparation" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,8 @@ def run_prepare(dataset: str, source: str, root: str, **options: Any) -> dict[st
 
     allowed = [p for p in inspect.signature(prepare).parameters if p not in ("src", "root")]
     unknown = sorted(set(options) - set(allowed))
+    if unknown == ["splits"]:
+        raise BadInput(f"{dataset} has a single split (val), always prepared: drop --split")
     if unknown:
         raise BadInput(f"prepare {dataset}: unknown option(s) {unknown}; allowed: {allowed or 'none'}")
     root_path = Path(root).expanduser()
