@@ -74,9 +74,9 @@ def test_metrics_failures_and_seen_unseen(tmp_path, reg):
     assert "| classes | count | present | mIoU | mACC |" in log and "| unseen |" in log
 
 
-def test_overlays_and_batches(tmp_path, reg):
+def test_overlays_batches_and_loader_workers(tmp_path, reg):
     data = make_folder(tmp_path / "data", 7)
-    metrics = run(recipe(tmp_path / "r.yaml", data, tmp_path / "runs", batch_size=3, visualize=2), reg)
+    metrics = run(recipe(tmp_path / "r.yaml", data, tmp_path / "runs", batch_size=3, visualize=2, workers=2), reg)
     out = tmp_path / "runs" / "eval"
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["img00000.png", "img00001.png"]
     cm = load_file(out / "confusion.safetensors")["confusion"].numpy()

@@ -54,17 +54,17 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, data):
     assert (tmp_path / "runs" / "clean" / "metrics.json").exists(), out[1][-3000:]
 
     # the same pipeline, slowed down, saving its state often; SIGKILL once some images are counted
-    slow = recipe(tmp_path / "slow.yaml", data, tmp_path / "runs", name="killed", delay=0.03, save_every=0.05)
+    slow = recipe(tmp_path / "slow.yaml", data, tmp_path / "runs", name="killed", delay=0.04, save_every=0.05)
     state = tmp_path / "runs" / "killed" / "state" / "rank0-of-1.safetensors"
     proc = ovframe("run", str(slow), env=env)
     deadline = time.monotonic() + 120
-    while done_count(state) < 25 and proc.poll() is None and time.monotonic() < deadline:
+    while done_count(state) < 10 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
     counted = done_count(state)
-    assert 25 <= counted < N, f"the kill did not land mid-run ({counted} of {N} counted)"
+    assert 10 <= counted < N, f"the kill did not land mid-run ({counted} of {N} counted)"
     assert not (tmp_path / "runs" / "killed" / "metrics.json").exists()
 
     rerun = ovframe("run", str(slow), env=env)
