@@ -141,9 +141,8 @@ class TrainAdapterConfig(TrainingConfig):
     """Train the recipe's adapter on (image, mask, class name) pairs with CLIP's contrastive loss (text frozen)."""
 
     pairs: PairSource = Field(default_factory=SegmentPairs, description="where the pairs come from")
-    epochs: float | None = Field(
-        5.0, gt=0, description="passes over the pairs (the paper: 5); sets steps unless steps is given"
-    )
+    steps: int | None = Field(None, ge=1, description="optimizer steps in all (default: from epochs)")
+    epochs: float | None = Field(5.0, gt=0, description="passes over the pairs (the paper: 5), used when steps is not given")
     batch_size: int = Field(256, ge=1, description="global batch (the paper: 256), split across processes")
     lr: float | None = Field(None, gt=0, description="default: the adapter's (MPT 2e-2, FT 5e-6)")
     weight_decay: float | None = Field(None, ge=0, description="default: the adapter's (MPT 0, FT 0.2)")

@@ -373,11 +373,11 @@ def load_clip(cfg: ClipModelConfig) -> LoadedClip:
     path, tag_cfg = _resolve_weights(cfg, arch)
     st = os.stat(path)
     key = (arch.identity, os.path.realpath(path), st.st_size, st.st_mtime_ns, cfg.quick_gelu)
-    if key in _LOADED:
-        return _LOADED[key]
     digest = weights_sha256(path)
     if cfg.sha256 and digest != cfg.sha256.lower():
         raise BadInput(f"{path}: sha256 is {digest}, the recipe pins {cfg.sha256}; the file is corrupt or another version")
+    if key in _LOADED:
+        return _LOADED[key]
     state, fmt, extras = read_checkpoint(path)
     if isinstance(cfg.quick_gelu, bool):
         quick_gelu: bool | None = cfg.quick_gelu

@@ -88,7 +88,12 @@ class ClipTextEncoder(TextEncoder):
                 groups.append((start, len(prompts)))
             spans.append(groups)
         feats = []
-        for i in range(0, len(prompts), self.config.batch_size):
+        starts = range(0, len(prompts), self.config.batch_size)
+        if len(starts) > 1:  # long vocabularies take a while on a CPU: show it (quiet when not a terminal)
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"embed {len(names)} class names", disable=None, leave=False)
+        for i in starts:
             tokens = self.tokenizer(prompts[i : i + self.config.batch_size]).to(self.device)
             feats.append(F.normalize(self.clip.encode_text(tokens).float(), dim=-1))
         per_prompt = torch.cat(feats)

@@ -219,11 +219,10 @@ class TrainAdapter(Task):
 
     @staticmethod
     def _resolved(cfg: TrainAdapterConfig, adapter: Any, n_pairs: int) -> TrainAdapterConfig:
-        given = cfg.model_fields_set
-        if "steps" in given and "epochs" in given and cfg.epochs is not None:
-            raise BadInput("train-adapter: give task.steps or task.epochs, not both")
         steps = cfg.steps
-        if "steps" not in given and cfg.epochs is not None:
+        if steps is None:
+            if cfg.epochs is None:
+                raise BadInput("train-adapter: give task.steps or task.epochs")
             steps = max(1, math.ceil(cfg.epochs * n_pairs / cfg.batch_size))
         defaults = adapter_train_defaults(adapter)
         lr = cfg.lr if cfg.lr is not None else defaults.get("lr", 1e-4)
