@@ -114,8 +114,10 @@ def test_ade150_from_the_official_zip_and_its_folder(tmp_path, registry):
         expected[stem] = np.where(ann == 0, 255, ann.astype(np.int64) - 1)  # label - 1, 0 -> 255
         np.testing.assert_array_equal(out, expected[stem])
         assert (base / "images" / "validation" / f"{stem}.jpg").read_bytes() == members[f"ADEChallengeData2016/images/validation/{stem}.jpg"]
-    np.testing.assert_array_equal(read(base / "annotations_detectron2" / "training" / "ADE_train_00000001.png"), np.where(train == 0, 255, train.astype(np.int64) - 1))
     check_dataset_labels(dataset(registry, "ade20k-150", root), expected, 255)
+    assert not (base / "annotations_detectron2" / "training").exists()  # validation only unless asked
+    assert main(["prepare", "ade20k-150", "--source", str(archive), "--root", str(root), "--split", "train"]) == 0
+    np.testing.assert_array_equal(read(base / "annotations_detectron2" / "training" / "ADE_train_00000001.png"), np.where(train == 0, 255, train.astype(np.int64) - 1))
     assert len(dataset(registry, "ade20k-150", root, split="train")) == 1
 
     # the unpacked folder gives the same layout

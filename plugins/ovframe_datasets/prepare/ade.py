@@ -2,6 +2,7 @@
 
 ADE-150 (ADEChallengeData2016.zip): annotations/<split>/*.png hold 0 = "other" and 1..150; the
 detectron2 label is annotation - 1 in uint8, so 0 becomes 255 (ignore). Images are copied as they are.
+Validation only unless asked (`--split train`): OVSeg evaluates on it and trains on COCO-Stuff.
 
 ADE-847 (ADE20K_2021_17_01.zip): images/ADE/<split>/<scene>/.../ADE_val_XXXXXXXX.jpg with a colour-coded
 ADE_val_XXXXXXXX_seg.png beside it, whose object class is R/10*256 + G (integer division). Each class
@@ -43,16 +44,14 @@ def ade150_label(annotation: np.ndarray, name: str = "") -> np.ndarray:
 
 
 def prepare_ade150(src: Source, root: Path, splits: str | list[str] | None = None) -> dict[str, int]:
-    chosen = wanted_splits(splits, ("val", "train"), ("val", "train"))
+    chosen = wanted_splits(splits, ("val",), ("val", "train"))
     out = root / "ADEChallengeData2016"
     counts = {"labels": 0, "images copied": 0}
     for split in chosen:
         folder = SPLIT_FOLDERS[split]
         labels = src.find(rf"(^|/)annotations/{folder}/[^/]+\.png$")
         if not labels:
-            if splits is not None or split == "val":
-                raise missing(f"annotations/{folder}/*.png", src, ADE150_EXPECTED)
-            continue
+            raise missing(f"annotations/{folder}/*.png", src, ADE150_EXPECTED)
         images = by_stem(src.find(rf"(^|/)images/{folder}/[^/]+\.jpg$"))
         label_dir = out / "annotations_detectron2" / folder
         todo = [n for n in labels if not (label_dir / f"{stem_of(n)}.png").exists()]
