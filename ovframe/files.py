@@ -18,11 +18,20 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def check_required_files(required: list[RequiredFile]) -> None:
-    """Raise MissingFiles naming every missing file; BadInput on a sha256 mismatch."""
-    missing = [r for r in required if not Path(r.path).exists()]
-    if missing:
-        raise MissingFiles(missing)
+    """Raise MissingFiles naming every missing file; BadInput on a sha256 mismatch.
+
+    A file several components need (one CLIP checkpoint for the text encoder and the classifier) is
+    named, and hashed, once."""
+    unique: dict[tuple[str, str | None], RequiredFile] = {}
     for r in required:
+        unique.setdefault((r.path, r.sha256), r)
+    missing: dict[str, RequiredFile] = {}
+    for r in unique.values():
+        if not Path(r.path).exists():
+            missing.setdefault(r.path, r)
+    if missing:
+        raise MissingFiles(list(missing.values()))
+    for r in unique.values():
         if r.sha256 and Path(r.path).is_file():
             actual = sha256_of(r.path)
             if actual != r.sha256.lower():
