@@ -119,6 +119,11 @@ def test_missing_files_are_named_with_where_to_get_them(tiny, tmp_path):
     with pytest.raises(MissingFiles) as err:
         check_required_files(spec.load().required_files(cfg))
     assert "ovseg_clip_l_9a1909.pth" in str(err.value) and "facebookresearch/ov-seg" in str(err.value)
+    text = get_registry().get("text_encoder", "clip-text")
+    tcfg = text.config.model_validate({"model": "ViT-L-14", "pretrained": str(tmp_path / "ovseg_clip_l_9a1909.pth")})
+    with pytest.raises(MissingFiles) as err:  # one checkpoint shared by two components is named once
+        check_required_files(spec.load().required_files(cfg) + text.load().required_files(tcfg))
+    assert len(err.value.missing) == 1
     adapter = get_registry().get("adapter", "mask-prompt-tuning")
     acfg = adapter.config.model_validate({"weights": str(tmp_path / "prompts.safetensors")})
     with pytest.raises(MissingFiles, match="train-adapter"):
