@@ -235,6 +235,7 @@ class Architecture:
     identity: str  # name, or name + hash of the JSON config
     model_cfg: dict[str, Any] | None  # from a JSON file; None for an open_clip name
     preprocess: dict[str, Any]
+    folder: Path | None = None  # of the JSON file: relative paths inside it are relative to it
 
 
 def architecture(model: str) -> Architecture:
@@ -257,7 +258,7 @@ def architecture(model: str) -> Architecture:
             )
         preprocess = data.get("preprocess_cfg", {}) if "model_cfg" in data else {}
         digest = hashlib.sha256(raw).hexdigest()[:16]
-        return Architecture(path.stem, f"{path.stem}#{digest}", cfg, preprocess)
+        return Architecture(path.stem, f"{path.stem}#{digest}", cfg, preprocess, path.parent)
     if open_clip.get_model_config(model) is None:
         import difflib
 
@@ -302,6 +303,10 @@ def _tokenizer(arch: Architecture) -> Callable[[list[str]], torch.Tensor]:
     text_cfg = arch.model_cfg.get("text_cfg", {})
     context_length = int(text_cfg.get("context_length", 77))
     kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
+    if isinstance(kwargs.get("bpe_path"), str):  # a model's own BPE merges: pkg://, or relative to the JSON
+        bpe = kwargs["bpe_path"]
+        local = arch.folder / bpe if arch.folder is not None and not bpe.startswith("pkg://") else None
+        kwargs["bpe_path"] = str(local if local is not None and local.exists() else resolve_path(bpe))
     if text_cfg.get("hf_tokenizer_name"):
         return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context_length, **kwargs)
     return SimpleTokenizer(context_length=context_length, **kwargs)

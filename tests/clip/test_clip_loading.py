@@ -4,6 +4,7 @@ identity, once-per-process sharing, and clear errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,3 +143,25 @@ def test_tags_and_names_are_validated(tiny):
         image_features({"model": "ViT-B-16", "pretrained": "no-such-tag"})
     with pytest.raises(BadInput, match="neither an open_clip model name"):
         image_features({"model": "ViT-B-61", "pretrained": "openai"})
+
+
+def test_half_precision_weights_and_a_bpe_file_beside_the_json(tmp_path):
+    """The synth family ships {"model_cfg", "preprocess_cfg"} JSON + fp16 safetensors, its own BPE merges."""
+    import shutil
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    bpe = Path(open_clip.__file__).with_name("bpe_simple_vocab_16e6.txt.gz")
+    shutil.copy(bpe, tmp_path / "merges.txt.gz")
+    cfg = {**TINY_CFG, "text_cfg": {**TINY_CFG["text_cfg"], "tokenizer_kwargs": {"bpe_path": "merges.txt.gz"}}}
+    (tmp_path / "m.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}))
+    original = tiny_model(seed=6)
+    save_file({k: v.half().contiguous() for k, v in original.state_dict().items()}, str(tmp_path / "m.safetensors"))
+    options = {"model": str(tmp_path / "m.json"), "pretrained": str(tmp_path / "m.safetensors")}
+    enc = build("text_encoder", {"plugin": "clip-text", **options})
+    assert enc.tokenizer(["a teddy bear"]).tolist() == open_clip.tokenizer.SimpleTokenizer(context_length=16)(["a teddy bear"]).tolist()
+    with torch.no_grad():
+        for p in original.parameters():
+            p.copy_(p.half().float())
+        torch.testing.assert_close(image_features(options), original.encode_image(IMAGES), rtol=0, atol=1e-6)
