@@ -109,6 +109,10 @@ def load_timm_weights(body: nn.Module, path: str, name: str) -> None:
     if filter_fn is not None:
         state = filter_fn(state, full)
     own = body.state_dict()
+    import re
+
+    # features_only flattens "layers.0.x" into "layers_0.x"
+    state = {k if k in own else re.sub(r"^(\w+)\.(\d+)\.", r"\1_\2.", k): v for k, v in state.items()}
     used = {k: v for k, v in state.items() if k in own}
     if not used:
         raise BadInput(f"{file}: no tensor of this file matches backbone {name!r}; is it that model's timm checkpoint?")
@@ -247,11 +251,16 @@ class MaskFormerModel(nn.Module):
     def __init__(self, cfg: MaskFormerConfig, embed_dim: int, pretrained_file: str | None = None):
         super().__init__()
         self.embed_dim = embed_dim
+        self.out_indices = tuple(cfg.out_indices)
         self.temperature = float(cfg.temperature)
         self.backbone = Backbone(cfg, pretrained_file)
         self.pixel_decoder = PixelDecoder(self.backbone.channels, cfg.conv_dim, cfg.mask_dim)
         self.predictor = TransformerPredictor(cfg, self.backbone.channels[-1], embed_dim)
         self.no_object_embedding = nn.Parameter(torch.randn(1, embed_dim) * embed_dim**-0.5)
+
+    def backbone_out_index(self, stage: int) -> int:
+        """Position of backbone stage `stage` among the features fed to the FPN."""
+        return self.out_indices.index(stage)
 
     @property
     def size_divisibility(self) -> int:
