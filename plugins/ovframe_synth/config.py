@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ovframe import ComponentConfig
+from ovframe.config import TrainingConfig
 
 DEFAULT_IMAGES = {"train": 100_000, "val": 200}
 
@@ -74,3 +75,36 @@ class SynthExportConfig(ComponentConfig):
     root: str = Field(description="output folder (created); ROOT/images/<id>.png, ROOT/labels/<id>.png ...")
     max_images: int | None = Field(None, ge=1, description="export only the first N images of the dataset")
     workers: int = Field(0, ge=0, description="background processes that generate/load samples")
+
+
+class PretrainClipConfig(TrainingConfig):
+    """Pretrain a CLIP from scratch on the dataset's image-caption pairs (open_clip model from a config, CLIP's contrastive loss).
+
+    The recipe's `dataset:` gives the images and sample.meta['captions'] (labels are never read); the
+    model is an open_clip CLIP built from `model`. Writes clip.json + clip.safetensors to the run folder,
+    the files ovframe's CLIP components load, and measures zero-shot region accuracy on `eval_dataset`.
+    """
+
+    model: dict[str, Any] | str = Field(
+        description="open_clip model config {embed_dim, vision_cfg, text_cfg} inline, or the path of such a JSON"
+    )
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(256, ge=2, description="global batch of image-caption pairs (the contrastive negatives)")
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.1, ge=0, description="not applied to gains, biases, embeddings and the logit scale")
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    caption: Literal["random", "first"] = Field(
+        "random", description="which caption of an image a step uses: a random one (seeded by step) or the first"
+    )
+    workers: int = Field(0, ge=0, description="background processes that generate/load the batches")
+    mean: tuple[float, float, float] = Field((0.48145466, 0.4578275, 0.40821073), description="pixel mean (0..1), written to clip.json")
+    std: tuple[float, float, float] = Field((0.26862954, 0.26130258, 0.27577711), description="pixel std (0..1), written to clip.json")
+    save_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of clip.safetensors (float16 halves it)")
+    eval_dataset: dict[str, Any] | None = Field(
+        default_factory=lambda: {"plugin": "synth", "split": "val"},
+        description="a labelled dataset section for the zero-shot region accuracy at the end (null: none)",
+    )
+    eval_images: int = Field(100, ge=1, description="images of eval_dataset used")
+    eval_template: str = Field("a photo of a {}.", description="prompt of the zero-shot evaluation (one {})")

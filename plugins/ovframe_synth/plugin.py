@@ -1,8 +1,8 @@
-"""Registers the synthetic benchmark: the `synth` dataset and the `synth-export` task."""
+"""Registers the synthetic benchmark: the `synth` dataset, and the `synth-export` and `pretrain-clip` tasks."""
 
 from ovframe import hookimpl, lazy
 
-from .config import SynthDatasetConfig, SynthExportConfig
+from .config import PretrainClipConfig, SynthDatasetConfig, SynthExportConfig
 
 
 @hookimpl
@@ -13,3 +13,4 @@ def register_datasets(register):
 @hookimpl
 def register_tasks(register):
     register(lazy("ovframe_synth.export:SynthExport", name="synth-export", config=SynthExportConfig))
+    register(lazy("ovframe_synth.pretrain_clip:PretrainClip", name="pretrain-clip", config=PretrainClipConfig))

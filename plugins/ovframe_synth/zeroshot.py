@@ -1,0 +1,79 @@
+"""Zero-shot region classification: how well a CLIP names ground-truth regions, seen and unseen.
+
+The monitor of CLIP pretraining. For each labelled image, every class present is one region (its
+ground-truth mask, as the `ground-truth-masks` proposals give); the region is cropped the way OVSeg's
+region classifier crops it (tight box, background filled with the mean colour, normalised, resized
+bicubic to the model's input) and classified against every class name of the vocabulary in a prompt.
+Accuracy is the share of regions whose best name is their class, over all, seen and unseen classes
+(the vocabulary's seen flags), with chance = 1 / K.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ovframe import IGNORE_INDEX, Dataset
+
+
+def masked_crop(image: torch.Tensor, mask: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [3, H, W] image and a non-empty bool [H, W] mask -> float [3, size, size] CLIP input."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    t, b, l, r = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    m = mask[t:b, l:r].float()
+    mean_t = torch.tensor(mean).view(3, 1, 1) * 255
+    std_t = torch.tensor(std).view(3, 1, 1) * 255
+    crop = image[:, t:b, l:r].float() * m + (1 - m) * mean_t
+    crop = (crop - mean_t) / std_t
+    return F.interpolate(crop[None], size=(size, size), mode="bicubic", align_corners=False)[0]
+
+
+@torch.no_grad()
+def zero_shot_regions(
+    model: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    dataset: Dataset,
+    num_images: int,
+    *,
+    template: str = "a photo of a {}.",
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: Any = "cpu",
+    chunk: int = 128,
+) -> dict[str, float]:
+    """Top-1 accuracy of naming each ground-truth region among all the dataset's class names."""
+    vocabulary = dataset.vocabulary
+    was_training = model.training
+    model.eval()
+    size = model.visual.image_size
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    text = F.normalize(model.encode_text(tokenizer([template.format(n) for n in vocabulary.names]).to(device)).float(), dim=-1)
+    crops, classes = [], []
+    for i in range(min(num_images, len(dataset))):
+        sample = dataset[i]
+        if sample.label is None:
+            raise ValueError(f"zero-shot evaluation needs labelled samples; {sample.id} has none")
+        for c in torch.unique(sample.label).tolist():
+            if c != IGNORE_INDEX:
+                crops.append(masked_crop(sample.image, sample.label == c, size, mean, std))
+                classes.append(c)
+    predicted = []
+    for start in range(0, len(crops), chunk):
+        batch = torch.stack(crops[start : start + chunk]).to(device)
+        image = F.normalize(model.encode_image(batch).float(), dim=-1)
+        predicted.append((image @ text.T).argmax(dim=1).cpu())
+    model.train(was_training)
+    truth = torch.tensor(classes)
+    correct = torch.cat(predicted) == truth if predicted else torch.zeros(0, dtype=torch.bool)
+    out = {"zs_regions": float(len(truth)), "zs_acc": _mean(correct), "zs_chance": 1.0 / len(vocabulary)}
+    if vocabulary.seen is not None:
+        seen = torch.tensor(vocabulary.seen)[truth] if len(truth) else torch.zeros(0, dtype=torch.bool)
+        out["zs_acc_seen"] = _mean(correct[seen])
+        out["zs_acc_unseen"] = _mean(correct[~seen])
+    return out
+
+
+def _mean(x: torch.Tensor) -> float:
+    return float(x.float().mean()) if x.numel() else float("nan")

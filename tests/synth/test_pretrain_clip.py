@@ -1,0 +1,113 @@
+"""pretrain-clip: batches are a pure function of the step, the files it writes load (in open_clip and in
+ovframe's CLIP components) and give the model it trained, and the zero-shot monitor crops as documented."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from ovframe.files import sha256_of
+from ovframe.recipes import load_recipe
+from ovframe.runner import run_recipe
+from ovframe_synth.clip_model import OPENAI_MEAN, OPENAI_STD, build_clip, build_tokenizer, load_clip_files
+from ovframe_synth.pretrain_clip import CaptionBatches
+from ovframe_synth.zeroshot import masked_crop, zero_shot_regions
+
+TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 32, "layers": 1, "head_width": 16},
+    "text_cfg": {"context_length": 64, "vocab_size": 8514, "width": 32, "heads": 2, "layers": 1,
+                 "tokenizer_kwargs": {"bpe_path": "pkg://ovframe_synth/bpe_8k.txt.gz"}},
+}
+
+
+def test_batches_are_a_pure_function_of_the_step(registry):
+    data = registry.get("dataset", "synth").build({"split": "train", "labels": "none", "num_images": 50, "image_size": 64})
+    tokenizer = build_tokenizer(TINY)
+    make = CaptionBatches(data, tokenizer, 64, OPENAI_MEAN, OPENAI_STD, 8, seed=3, caption="random")
+    a, b = make(4, 0, 1), CaptionBatches(data, tokenizer, 64, OPENAI_MEAN, OPENAI_STD, 8, seed=3, caption="random")(4, 0, 1)
+    assert torch.equal(a["images"], b["images"]) and torch.equal(a["tokens"], b["tokens"])
+    assert not torch.equal(make(5, 0, 1)["images"], a["images"])
+    halves = [make(4, r, 2) for r in (0, 1)]  # two processes share the global batch exactly
+    assert torch.equal(torch.cat([h["images"] for h in halves]), a["images"])
+    # the first pair: the image normalised by hand, the tokens of one of its own captions
+    index = int(make._order(32 // 50)[32 % 50])
+    sample = data[index]
+    mean, std = torch.tensor(OPENAI_MEAN).view(3, 1, 1) * 255, torch.tensor(OPENAI_STD).view(3, 1, 1) * 255
+    assert torch.allclose(a["images"][0], (sample.image.float() - mean) / std)
+    assert any(torch.equal(a["tokens"][0], tokenizer([c])[0]) for c in sample.meta["captions"])
+    # over the steps of one epoch every image comes once
+    seen = [int(make._order(0)[p]) for s in range(7) for p in make.positions(s, 0, 1) if p < 50]
+    assert sorted(seen) == list(range(50))
+
+
+def test_masked_crop_fills_the_background_with_the_mean():
+    image = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
+    mask = torch.zeros(40, 50, dtype=torch.bool)
+    mask[10:30, 20:40] = True
+    mask[10, 20] = False  # a background pixel inside the box
+    crop = masked_crop(image, mask, 20, OPENAI_MEAN, OPENAI_STD)  # box 20 x 20: no resampling
+    mean, std = torch.tensor(OPENAI_MEAN).view(3, 1, 1) * 255, torch.tensor(OPENAI_STD).view(3, 1, 1) * 255
+    expected = (image[:, 10:30, 20:40].float() - mean) / std
+    expected[:, 0, 0] = 0.0
+    assert torch.allclose(crop, expected, atol=1e-4)
+
+
+def _run(tmp_path, registry, name, extra="", model=TINY):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\noutput_dir: {tmp_path / 'runs'}\ndevice: cpu\nseed: 1\n"
+        "dataset: {plugin: synth, split: train, labels: none, num_images: 100, image_size: 64}\n"
+        f"task:\n  plugin: pretrain-clip\n  model: {json.dumps(model)}\n"
+        "  steps: 3\n  batch_size: 8\n  warmup_steps: 1\n  checkpoint_every: 2\n  log_every: 1\n"
+        "  eval_dataset: {plugin: synth, split: val, image_size: 64}\n  eval_images: 3\n" + extra
+    )
+    recipe = load_recipe(path, registry=registry)
+    return run_recipe(recipe, registry), tmp_path / "runs" / name
+
+
+def test_pretraining_writes_files_that_load_as_the_trained_model(tmp_path, registry):
+    metrics, run = _run(tmp_path, registry, "tiny")
+    assert metrics["step"] == 3 and len((run / "loss.jsonl").read_text().splitlines()) == 3
+    assert metrics["weights_sha256"] == sha256_of(run / "clip.safetensors")
+    saved = json.loads((run / "clip.json").read_text())
+    assert saved["model_cfg"] == TINY and saved["preprocess_cfg"] == {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD)}
+
+    # an independent load with open_clip alone gives the same zero-shot figures as the task measured
+    from open_clip.model import CLIP
+
+    model = CLIP(**saved["model_cfg"]).eval()
+    model.load_state_dict(load_file(str(run / "clip.safetensors")))
+    val = registry.get("dataset", "synth").build({"split": "val", "image_size": 64})
+    again = zero_shot_regions(model, build_tokenizer(TINY), val, 3, mean=OPENAI_MEAN, std=OPENAI_STD)
+    assert again == {k: v for k, v in metrics.items() if k.startswith("zs_")}
+    assert metrics["zs_regions"] > 6 and 0 <= metrics["zs_acc"] <= 1
+    assert not torch.equal(model.visual.conv1.weight, build_clip(TINY).visual.conv1.weight)
+
+    # float16 files are half the size and load to the same model up to fp16 rounding
+    metrics16, run16 = _run(tmp_path, registry, "tiny16", "  save_dtype: float16\n")
+    assert metrics16["weights_mb"] < 0.6 * metrics["weights_mb"]
+    model16, _ = load_clip_files(run16 / "clip.json", run16 / "clip.safetensors")
+    tokens = build_tokenizer(TINY)(["a photo of a violet star."])
+    with torch.no_grad():
+        assert torch.allclose(model16.encode_text(tokens), model.encode_text(tokens), atol=2e-2)
+
+
+def test_clip_components_load_the_pretrained_files(tmp_path, registry):
+    """The contract with ovframe_clip: `model: clip.json`, `pretrained: clip.safetensors`."""
+    full_bpe = {**TINY, "text_cfg": {k: v for k, v in TINY["text_cfg"].items() if k != "tokenizer_kwargs"} | {"vocab_size": 49408}}
+    _, run = _run(tmp_path, registry, "contract", model=full_bpe)
+    from ovframe import Vocabulary
+
+    encoder = registry.get("text_encoder", "clip-text").build(
+        {"model": str(run / "clip.json"), "pretrained": str(run / "clip.safetensors"), "templates": ["{}"], "cache": False}
+    )
+    names = ("red circle", "grass", "violet star")
+    got = encoder.encode(Vocabulary(names)).embeddings
+    model, _ = load_clip_files(run / "clip.json", run / "clip.safetensors")
+    with torch.no_grad():
+        expected = F.normalize(model.encode_text(build_tokenizer(full_bpe)(list(names))), dim=-1)
+    assert torch.allclose(got.float(), expected, atol=1e-5)
