@@ -109,6 +109,12 @@ class TrainProposals(Task):
         elif model.embed_dim != embeddings.shape[1]:
             raise BadInput(f"the initial weights expect {model.embed_dim}-d text embeddings, the text encoder gives {embeddings.shape[1]}")
         model.train()
+        gen_cfg = generator.config
+        if gen_cfg.backbone_norm == "frozen" and not gen_cfg.backbone_pretrained and gen_cfg.weights is None:
+            ctx.log.warning(
+                "proposals.backbone_norm is frozen but the backbone starts from random weights: frozen BatchNorm "
+                "statistics of an untrained network are meaningless; use backbone_norm: train, or a backbone_pretrained file"
+            )
         if cfg.batch_size % ctx.world_size:
             raise BadInput(f"task.batch_size {cfg.batch_size} must be a multiple of the number of processes ({ctx.world_size})")
         per_process = cfg.batch_size // ctx.world_size

@@ -111,6 +111,7 @@ def test_converts_the_detectron2_layout(tmp_path):
     assert props.mask_logits.shape == (Q, 40, 50) and props.class_logits.shape == (Q, 3)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_refuses_what_is_not_an_ovseg_checkpoint(tmp_path):
     src = tmp_path / "other.pth"
     torch.save({"model": {"conv.weight": torch.zeros(1)}}, src)

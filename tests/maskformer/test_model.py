@@ -134,3 +134,24 @@ def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
     untrained = MaskFormerProposals(MaskFormerConfig(**TINY))
     with pytest.raises(BadInput, match="no weights"):
         untrained.propose([Sample(torch.zeros(3, 32, 32, dtype=torch.uint8), None, "a")], text())
+
+
+@pytest.mark.parametrize("backbone,indices", [("resnet18", (1, 2, 3, 4)), ("swin_tiny_patch4_window7_224", (0, 1, 2, 3))])
+def test_backbone_pretrained_file_is_loaded(tmp_path, backbone, indices):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    full = timm.create_model(backbone, pretrained=False)
+    path = tmp_path / "imagenet.safetensors"
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(path))
+    cfg = tiny(backbone=backbone, out_indices=indices, backbone_pretrained=str(path))
+    assert [f.path for f in MaskFormerProposals.required_files(cfg)] == [str(path)]
+    gen = MaskFormerProposals(cfg)
+    model = gen.build_untrained(C)
+    body = model.backbone.body.state_dict()
+    name = "layers_2.blocks.1.attn.qkv.weight" if "swin" in backbone else "layer3.1.conv2.weight"
+    assert torch.equal(body[name], full.state_dict()[name.replace("layers_2", "layers.2")])
+    with pytest.raises(BadInput, match="no tensor of this file matches"):
+        save_file({"something.else": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+        MaskFormerProposals(tiny(backbone=backbone, out_indices=indices, backbone_pretrained=str(tmp_path / "other.safetensors"))).build_untrained(C)
