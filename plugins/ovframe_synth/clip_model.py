@@ -5,7 +5,8 @@ The files are what ovframe's CLIP components load (`model: <json>`, `pretrained:
     clip.safetensors   the open_clip model's state_dict (float32 or float16)
 
 A text_cfg may name its own BPE merges file, `tokenizer_kwargs: {bpe_path: ...}` (a smaller vocabulary
-makes a much smaller token embedding); `pkg://PACKAGE/rel` paths are resolved.
+makes a much smaller token embedding); `pkg://PACKAGE/rel` paths, and paths relative to the JSON's
+folder, are resolved as ovframe's CLIP loader resolves them.
 """
 
 from __future__ import annotations
@@ -53,14 +54,17 @@ def build_clip(model_cfg: dict[str, Any]) -> torch.nn.Module:
         raise BadInput(f"model config: {e}") from None
 
 
-def build_tokenizer(model_cfg: dict[str, Any]) -> Callable[[list[str]], torch.Tensor]:
-    """open_clip's SimpleTokenizer at the config's context length, with its own BPE file if it names one."""
+def build_tokenizer(model_cfg: dict[str, Any], folder: Path | None = None) -> Callable[[list[str]], torch.Tensor]:
+    """open_clip's SimpleTokenizer at the config's context length, with its own BPE file if it names one
+    (pkg://, or a path relative to `folder`, the model JSON's folder, as ovframe's CLIP loader reads it)."""
     from open_clip.tokenizer import SimpleTokenizer
 
     text_cfg = model_cfg["text_cfg"]
     kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
-    if "bpe_path" in kwargs:
-        kwargs["bpe_path"] = str(resolve_path(kwargs["bpe_path"]))
+    if isinstance(kwargs.get("bpe_path"), str):
+        bpe = kwargs["bpe_path"]
+        local = folder / bpe if folder is not None and not bpe.startswith("pkg://") else None
+        kwargs["bpe_path"] = str(local if local is not None and local.exists() else resolve_path(bpe))
     tokenizer = SimpleTokenizer(context_length=int(text_cfg.get("context_length", 77)), **kwargs)
     vocab = int(text_cfg.get("vocab_size", 49408))
     if len(tokenizer.encoder) > vocab:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ovframe import BadInput, Dataset, RunContext, Task
-from ovframe.files import sha256_of
+from ovframe.files import resolve_path, sha256_of
 from ovframe.training import Trainer
 
 from .clip_model import build_clip, build_tokenizer, read_model_config, save_clip
@@ -134,7 +134,7 @@ class PretrainClip(Task):
             raise BadInput(f"task.eval_template must hold one {{}}, got {cfg.eval_template!r}")
         torch.manual_seed(ctx.recipe.seed)  # the initial weights
         model = build_clip(model_cfg).to(ctx.device)
-        tokenizer = build_tokenizer(model_cfg)
+        tokenizer = build_tokenizer(model_cfg, None if isinstance(cfg.model, dict) else resolve_path(cfg.model).parent)
         size = model.visual.image_size
         size = int(size[0] if isinstance(size, (tuple, list)) else size)
         params = sum(p.numel() for p in model.parameters())

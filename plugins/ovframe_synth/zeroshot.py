@@ -4,8 +4,9 @@ The monitor of CLIP pretraining. For each labelled image, every class present is
 ground-truth mask, as the `ground-truth-masks` proposals give); the region is cropped the way OVSeg's
 region classifier crops it (tight box, background filled with the mean colour, normalised, resized
 bicubic to the model's input) and classified against every class name of the vocabulary in a prompt.
-Accuracy is the share of regions whose best name is their class, over all, seen and unseen classes
-(the vocabulary's seen flags), with chance = 1 / K.
+Accuracy (zs_acc) is the share of regions whose best name is their class; zs_macc averages it over
+the classes present (chance = 1 / K whatever the class frequencies); both over all, seen and unseen
+classes (the vocabulary's seen flags).
 """
 
 from __future__ import annotations
@@ -67,13 +68,21 @@ def zero_shot_regions(
     model.train(was_training)
     truth = torch.tensor(classes)
     correct = torch.cat(predicted) == truth if predicted else torch.zeros(0, dtype=torch.bool)
-    out = {"zs_regions": float(len(truth)), "zs_acc": _mean(correct), "zs_chance": 1.0 / len(vocabulary)}
+    out = {"zs_regions": float(len(truth)), "zs_acc": _mean(correct), "zs_macc": _class_mean(correct, truth),
+           "zs_chance": 1.0 / len(vocabulary)}
     if vocabulary.seen is not None:
         seen = torch.tensor(vocabulary.seen)[truth] if len(truth) else torch.zeros(0, dtype=torch.bool)
-        out["zs_acc_seen"] = _mean(correct[seen])
-        out["zs_acc_unseen"] = _mean(correct[~seen])
+        out.update(zs_acc_seen=_mean(correct[seen]), zs_acc_unseen=_mean(correct[~seen]),
+                   zs_macc_seen=_class_mean(correct[seen], truth[seen]), zs_macc_unseen=_class_mean(correct[~seen], truth[~seen]))
     return out
 
 
 def _mean(x: torch.Tensor) -> float:
     return float(x.float().mean()) if x.numel() else float("nan")
+
+
+def _class_mean(correct: torch.Tensor, truth: torch.Tensor) -> float:
+    """Accuracy averaged over the classes present (a model naming one class for everything gets 1/K
+    of the classes right, whatever the class frequencies)."""
+    classes = torch.unique(truth)
+    return float(torch.stack([correct[truth == c].float().mean() for c in classes]).mean()) if len(classes) else float("nan")

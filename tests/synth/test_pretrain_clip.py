@@ -97,9 +97,9 @@ def test_pretraining_writes_files_that_load_as_the_trained_model(tmp_path, regis
 
 
 def test_clip_components_load_the_pretrained_files(tmp_path, registry):
-    """The contract with ovframe_clip: `model: clip.json`, `pretrained: clip.safetensors`."""
-    full_bpe = {**TINY, "text_cfg": {k: v for k, v in TINY["text_cfg"].items() if k != "tokenizer_kwargs"} | {"vocab_size": 49408}}
-    _, run = _run(tmp_path, registry, "contract", model=full_bpe)
+    """The contract with ovframe_clip: `model: clip.json`, `pretrained: clip.safetensors`, the model's
+    own BPE file named in the JSON by a pkg:// path."""
+    _, run = _run(tmp_path, registry, "contract")
     from ovframe import Vocabulary
 
     encoder = registry.get("text_encoder", "clip-text").build(
@@ -109,5 +109,42 @@ def test_clip_components_load_the_pretrained_files(tmp_path, registry):
     got = encoder.encode(Vocabulary(names)).embeddings
     model, _ = load_clip_files(run / "clip.json", run / "clip.safetensors")
     with torch.no_grad():
-        expected = F.normalize(model.encode_text(build_tokenizer(full_bpe)(list(names))), dim=-1)
+        expected = F.normalize(model.encode_text(build_tokenizer(TINY)(list(names))), dim=-1)
     assert torch.allclose(got.float(), expected, atol=1e-5)
+
+
+def test_zero_shot_scores_by_brute_force(registry):
+    """The monitor against a recount written here, with a model that reads the mean colour of a crop."""
+
+    class MeanColour(torch.nn.Module):  # image -> mean RGB; text -> a fixed random vector per prompt
+        visual = type("V", (), {"image_size": 32})()
+
+        def encode_image(self, x):
+            return x.mean(dim=(2, 3))
+
+        def encode_text(self, tokens):
+            g = torch.Generator().manual_seed(0)
+            table = torch.randn(100_000, 3, generator=g)
+            return table[tokens.sum(dim=1) % 100_000]
+
+    data = registry.get("dataset", "synth").build({"split": "val", "num_images": 4, "image_size": 48})
+    tokenizer = build_tokenizer(TINY)
+    model = MeanColour()
+    got = zero_shot_regions(model, tokenizer, data, 4, template="{}", mean=OPENAI_MEAN, std=OPENAI_STD)
+    text = F.normalize(model.encode_text(tokenizer(list(data.vocabulary.names))), dim=-1)
+    rows = []
+    for i in range(4):
+        sample = data[i]
+        for c in torch.unique(sample.label).tolist():
+            crop = masked_crop(sample.image, sample.label == c, 32, OPENAI_MEAN, OPENAI_STD)
+            best = int((F.normalize(crop.mean(dim=(1, 2)), dim=0) @ text.T).argmax())
+            rows.append((c, best == c, data.vocabulary.seen[c]))
+    acc = sum(ok for _, ok, _ in rows) / len(rows)
+    per_class = {}
+    for c, ok, _ in rows:
+        per_class.setdefault(c, []).append(ok)
+    macc = sum(sum(v) / len(v) for v in per_class.values()) / len(per_class)
+    unseen = [ok for _, ok, s in rows if not s]
+    assert got["zs_regions"] == len(rows)
+    assert abs(got["zs_acc"] - acc) < 1e-6 and abs(got["zs_macc"] - macc) < 1e-6
+    assert abs(got["zs_acc_unseen"] - sum(unseen) / len(unseen)) < 1e-6
