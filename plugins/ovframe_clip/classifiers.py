@@ -40,12 +40,7 @@ class ClipRegionClassifier(RegionClassifier):
         fill = None if self.keep_background else getattr(config, "fill", "mean")
         self.cropper = Cropper(loaded.image_size, loaded.mean, loaded.std, fill)
         self.adapter: Adapter | None = None
-        if MASK_EMBEDDING_KEY in loaded.extras:
-            log.warning(
-                "the CLIP checkpoint of %s carries mask prompts (%s %s); they are used only with "
-                "`adapter: mask-prompt-tuning` (or mpt+ft)",
-                config.pretrained, MASK_EMBEDDING_KEY, tuple(loaded.extras[MASK_EMBEDDING_KEY].shape),
-            )
+        self._checked: set[str] = set()
 
     @classmethod
     def required_files(cls, config):
@@ -84,6 +79,19 @@ class ClipRegionClassifier(RegionClassifier):
             [images[i] for i, _ in items], [binaries[i][q] for i, q in items], [plan.boxes[j] for j in chunk]
         )
 
+    def _check_once(self, text: TextEmbeddings) -> None:
+        """Warn (once) about combinations that run but are probably not what the recipe meant."""
+        if "extras" not in self._checked and MASK_EMBEDDING_KEY in self.encoder.extras and self.adapter is None:
+            log.warning(
+                "the CLIP checkpoint %s carries mask prompts (%s %s); they are used only with "
+                "`adapter: mask-prompt-tuning` (or mpt+ft)",
+                self.config.pretrained, MASK_EMBEDDING_KEY, tuple(self.encoder.extras[MASK_EMBEDDING_KEY].shape),
+            )
+        self._checked.add("extras")
+        if text.model_id and text.model_id != self.model_id and text.model_id not in self._checked:
+            log.warning("the text embeddings come from CLIP %s, the classifier runs %s", text.model_id, self.model_id)
+            self._checked.add(text.model_id)
+
     # -- classification --------------------------------------------------------------------
     @torch.inference_mode()
     def classify(
@@ -98,6 +106,7 @@ class ClipRegionClassifier(RegionClassifier):
         k = len(vocabulary)
         if text.embeddings.shape[0] != k:
             raise ValueError(f"text embeddings for {text.embeddings.shape[0]} classes, vocabulary has {k}")
+        self._check_once(text)
         plan, binaries = self.plan(samples, proposals)
         probs = [torch.zeros(len(v), k, device=self.device) for v in plan.valid]
         if plan.items:
@@ -107,6 +116,11 @@ class ClipRegionClassifier(RegionClassifier):
             for chunk in plan.chunks(self.config.chunk_size):
                 regions, masks = self.region_inputs(images, binaries, plan, chunk)
                 emb = F.normalize(self.encoder(regions, masks).float(), dim=-1)
+                if emb.shape[1] != text_emb.shape[1]:
+                    raise ValueError(
+                        f"region embeddings are {emb.shape[1]}-d, the text embeddings {text_emb.shape[1]}-d: the text "
+                        "encoder and the classifier must use the same CLIP"
+                    )
                 p = (self.config.temperature * emb @ text_emb.T).softmax(dim=-1)
                 for row, j in enumerate(chunk):
                     i, q = plan.items[j]

@@ -126,6 +126,10 @@ def test_jsonl_pairs_train_full_finetune(tmp_path, tiny, toy_registry):
     original = load_file(tiny["pretrained"])
     assert set(weights) == {k for k in original if k.startswith("visual.")}
     assert not torch.equal(weights["visual.conv1.weight"], original["visual.conv1.weight"])
+    # background workers prefetch the very same batches
+    task = task.replace("log_every: 1,", "log_every: 1, workers: 1,")
+    run(write_recipe(tmp_path, "ft-workers", tiny, "full-finetune", task), toy_registry)
+    assert losses(tmp_path, "ft-workers") == losses(tmp_path, "ft")
 
 
 def test_bad_pairs_lines_are_reported_with_line_numbers(tmp_path, tiny, registry):
