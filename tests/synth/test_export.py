@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -65,3 +66,17 @@ def test_export_resumes_and_refuses_a_foreign_root(tmp_path, registry):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(BadInput, match="not empty"):
         export(tmp_path, registry, tmp_path / "other", dataset, name="foreign")
+
+
+def test_the_folder_dataset_reads_an_export_back(tmp_path, registry):
+    """The export is the layout of the `folder` dataset (ovframe_datasets): same images, labels, vocabulary."""
+    root = tmp_path / "out"
+    export(tmp_path, registry, root, "{plugin: synth, split: val, num_images: 4}")
+    synth = registry.get("dataset", "synth").build({"split": "val", "num_images": 4})
+    folder = registry.get("dataset", "folder").build({"root": str(root)})
+    assert folder.vocabulary == synth.vocabulary and len(folder) == 4
+    by_id = {folder[i].id: folder[i] for i in range(4)}
+    for i in range(4):
+        mine = synth[i]
+        theirs = by_id[mine.id]
+        assert torch.equal(theirs.image, mine.image) and torch.equal(theirs.label, mine.label)
