@@ -38,6 +38,12 @@ class SynthDatasetConfig(ComponentConfig):
         (0.06, 0.24), description="nominal object size (about sqrt(area / 2)) as a fraction of the image side, min and max"
     )
 
+    closeups: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="share of images showing one large object (12-26 % of the image) instead of 2-6, as object-centric "
+        "web photos do; for caption pretraining (the benchmark itself keeps 0)",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _defaults_by_split(cls, data: Any) -> Any:

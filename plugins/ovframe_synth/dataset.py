@@ -38,6 +38,7 @@ class SynthDataset(Dataset):
             min_size=cfg.object_size[0],
             max_size=cfg.object_size[1],
             captions=cfg.captions,
+            closeups=cfg.closeups,
         )
         if cfg.labels == "seen":
             self._vocabulary = Vocabulary(tuple(world.CLASSES[i].name for i in world.SEEN_IDS), (True,) * len(world.SEEN_IDS))

@@ -1,9 +1,10 @@
 """One synthetic scene: stuff regions, 2-6 objects on them, the rendered image, its dense label, captions.
 
 A scene is a pure function of (seed, split, index, WorldSpec): `make_scene` can be called for any
-index in any order (random access, nothing on disk). Three independent random streams are spawned
-from that key: layout (regions, classes, object geometry: everything the label depends on),
-appearance (textures, colours, lighting) and captions. So a change to how captions are written or
+index in any order (random access, nothing on disk). Independent random streams are spawned from that
+key: layout (regions, classes, object geometry: everything the label depends on), appearance
+(textures, colours, lighting), captions, and the variant (close-up or not, drawn only when
+`closeups` > 0). So a change to how captions are written or
 textures drawn never moves a label, and the label fingerprint in tests pins the geometry alone.
 
 Coordinates: (y, x) in pixels, pixel centres at integer + 0.5. Labels index world.CLASSES.
@@ -11,7 +12,7 @@ Coordinates: (y, x) in pixels, pixel centres at integer + 0.5. Labels index worl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -34,6 +35,7 @@ class WorldSpec:
     min_size: float = 0.06  # nominal object size r as a fraction of the image side (area about 2 r^2)
     max_size: float = 0.24
     captions: int = 5
+    closeups: float = 0.0  # share of scenes showing one large object instead (object-centric pictures)
 
     def __post_init__(self) -> None:
         if not 32 <= self.image_size <= 2048:
@@ -44,6 +46,8 @@ class WorldSpec:
             raise ValueError(f"need 0.02 <= min_size <= max_size <= 0.4, got {self.min_size}, {self.max_size}")
         if self.captions < 0:
             raise ValueError("captions must be >= 0")
+        if not 0.0 <= self.closeups <= 1.0:
+            raise ValueError(f"closeups must be in 0..1, got {self.closeups}")
 
 
 # placement rules (fractions of the image area, or of an object's own area)
@@ -53,6 +57,7 @@ MIN_OBJECT_VISIBLE = 0.4  # an object keeps this share of its area visible (occl
 MIN_OBJECT_PIXELS = 24  # ... and at least this many visible pixels at 128 x 128 (scaled with area)
 REPEAT_CLASS = 0.2  # chance that an object repeats the class of one placed before ("two red circles")
 SMALL, LARGE = 0.013, 0.05  # object area fractions below / above which captions may say small / large
+CLOSEUP_SIZE = (0.24, 0.36)  # nominal size of the one object of a close-up (12 % to 26 % of the image)
 PATTERN_NAMES = tuple(world.PATTERNS)
 
 
@@ -94,6 +99,7 @@ class Scene:
     stuff: list[StuffRegion]
     layout: str
     captions: list[Caption]
+    closeup: bool = False
 
     def present(self) -> set[int]:
         """Class ids with at least one labelled pixel."""
@@ -101,13 +107,14 @@ class Scene:
 
 
 def scene_rngs(seed: int, split: str, index: int) -> tuple[np.random.Generator, ...]:
-    """The layout, appearance and caption generators of one scene."""
+    """The layout, appearance, caption and variant (close-up or not) generators of one scene. SeedSequence
+    children depend only on their own position, so adding a stream never moves the others."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
     if index < 0 or seed < 0:
         raise ValueError(f"seed and index must be >= 0, got {seed}, {index}")
     root = np.random.SeedSequence([world.WORLD_VERSION, seed, SPLITS[split], index])
-    return tuple(np.random.Generator(np.random.PCG64(s)) for s in root.spawn(3))
+    return tuple(np.random.Generator(np.random.PCG64(s)) for s in root.spawn(4))
 
 
 # -- layout ---------------------------------------------------------------------------------
@@ -302,11 +309,13 @@ def _facts(objects: list[SceneObject], stuff: list[StuffRegion], regions: np.nda
 
 def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec()) -> Scene:
     """Scene `index` of `split` under `seed`: the same arguments always give the same scene."""
-    layout_rng, look_rng, caption_rng = scene_rngs(seed, split, index)
+    layout_rng, look_rng, caption_rng, variant_rng = scene_rngs(seed, split, index)
     s = spec.image_size
+    closeup = spec.closeups > 0 and bool(variant_rng.random() < spec.closeups)
     regions, wheres, layout = sample_regions(layout_rng, s)
     stuff_ids = [int(c) for c in layout_rng.choice(world.STUFF_IDS, len(wheres), replace=False)]
-    placed = sample_objects(layout_rng, spec, regions)
+    object_spec = replace(spec, min_objects=1, max_objects=1, min_size=CLOSEUP_SIZE[0], max_size=CLOSEUP_SIZE[1]) if closeup else spec
+    placed = sample_objects(layout_rng, object_spec, regions)
 
     label = np.asarray(stuff_ids, np.int64)[regions]
     front = np.zeros((s, s), bool)
@@ -324,4 +333,4 @@ def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec())
     image = _render(look_rng, spec, regions, stuff_ids, placed)
     obj_facts, stuff_facts = _facts(objects, stuff, regions, s)
     captions = write_captions(caption_rng, obj_facts, stuff_facts, spec.captions)
-    return Scene((seed, split, index), image, label, objects, stuff, layout, captions)
+    return Scene((seed, split, index), image, label, objects, stuff, layout, captions, closeup)

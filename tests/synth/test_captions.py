@@ -121,3 +121,12 @@ def test_captions_fit_the_clip_context(val_scenes):
     tokenizer = open_clip.SimpleTokenizer()  # the bundled BPE vocabulary: no network
     lengths = [len(tokenizer.encode(c.text)) + 2 for s in val_scenes for c in s.captions]
     assert max(lengths) <= 77
+
+
+def test_closeup_captions_name_their_one_object():
+    from ovframe_synth.scene import WorldSpec, make_scene
+
+    for i in range(40):
+        scene = make_scene(0, "train", i, WorldSpec(closeups=1.0))
+        assert scene.closeup and len(scene.objects) == 1
+        assert set().union(*(parse(c.text) for c in scene.captions)) == scene.present()

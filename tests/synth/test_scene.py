@@ -150,3 +150,19 @@ def test_label_fingerprint(val_scenes):
     for scene in val_scenes[:16]:
         digest.update(scene.label.astype(np.uint8).tobytes())
     assert digest.hexdigest() == LABEL_FINGERPRINT
+
+
+def test_closeups_show_one_large_object_and_leave_other_scenes_alone():
+    spec = WorldSpec(closeups=0.3)
+    scenes = [make_scene(0, "train", i, spec) for i in range(60)]
+    closeups = [s for s in scenes if s.closeup]
+    assert 8 <= len(closeups) <= 30
+    for scene in closeups:
+        (obj,) = scene.objects
+        assert 0.10 < obj.area / scene.label.size < 0.28
+        assert scene.present() == {obj.class_id} | {r.class_id for r in scene.stuff}
+    for scene in scenes:  # the stuff layout does not depend on the variant
+        plain = make_scene(0, "train", scene.key[2])
+        assert [r.class_id for r in scene.stuff] == [r.class_id for r in plain.stuff]
+        if not scene.closeup:
+            assert np.array_equal(scene.label, plain.label)
