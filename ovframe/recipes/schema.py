@@ -12,6 +12,9 @@ from ..errors import Location, RecipeError
 from ..registry import KINDS, ComponentSpec, Registry
 from .source import KeyPath, Tree, dotted
 
+SCRATCH_PREFIX = "x-"
+"""Top-level keys starting with this are ignored: room for YAML anchors (`x-clip: &clip {...}`)."""
+
 SECTION_ORDER = ("dataset", "vocabulary", "text_encoder", "proposals", "classifier", "adapter", "fuser", "task")
 
 
@@ -131,7 +134,7 @@ def validate(tree: Tree, registry: Registry, origin: str) -> Recipe:
     """Validate a resolved recipe tree (extends merged, overrides applied)."""
     if not isinstance(tree.data, dict):
         raise RecipeError([(tree.where(()), "", "a recipe must be a mapping of keys to values")])
-    data = {k: v for k, v in tree.data.items() if k != "extends"}
+    data = {k: v for k, v in tree.data.items() if k != "extends" and not k.startswith(SCRATCH_PREFIX)}
     try:
         top = RecipeModel.model_validate(data)
     except ValidationError as e:

@@ -69,14 +69,18 @@ def _loc(node: yaml.Node, file: str) -> Location:
 def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, locs: dict, file: str) -> Any:
     locs.setdefault(path, _loc(node, file))
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        loader.flatten_mapping(node)  # `<<: *anchor` pairs come first; keys written here override them
         out: dict[str, Any] = {}
+        explicit: set[str] = set()
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 raise RecipeError([(_loc(key_node, file), dotted(path), f"keys must be strings, got {key!r}")])
-            if key in out:
-                raise RecipeError([(_loc(key_node, file), dotted(path + (key,)), "duplicate key")])
+            if id(key_node) in written:
+                if key in explicit:
+                    raise RecipeError([(_loc(key_node, file), dotted(path + (key,)), "duplicate key")])
+                explicit.add(key)
             locs[path + (key,)] = _loc(key_node, file)
             out[key] = _construct(loader, value_node, path + (key,), locs, file)
         return out

@@ -148,3 +148,28 @@ def test_resolved_recipe_pins_every_default(base, toy_registry):
         "invalid_regions": "clip-ones",
     }
     assert r["task"]["plugin"] == "evaluate" and "batch_size" in r["task"]
+
+
+def test_yaml_anchors_and_merge_keys(tmp_path, toy_registry):
+    f = write(
+        tmp_path / "anchors.yaml",
+        """
+        name: anchors
+        x-thresholds: &thr {mask_thr: 0.4}
+        x-fusion: &fusion {plugin: geometric-ensemble, lam: 0.6}
+        dataset: {plugin: toy}
+        proposals: ground-truth-masks
+        classifier: {<<: *thr, plugin: oracle}
+        fuser:
+          <<: *fusion
+          lam: 0.8
+        """,
+    )
+    r = load_recipe(f, registry=toy_registry).resolved()
+    assert r["classifier"] == {"plugin": "oracle", "mask_thr": 0.4}
+    assert r["fuser"]["lam"] == 0.8  # a key written beside the merge overrides it
+    assert not any(k.startswith("x-") for k in r)
+    dup = write(tmp_path / "dup.yaml", "name: d\nfuser:\n  <<: {lam: 0.1}\n  lam: 0.2\n  lam: 0.3\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(dup, registry=toy_registry)
+    assert problem(e)[:2] == (f"{dup}:5:3", "fuser.lam")
