@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
@@ -148,3 +150,34 @@ def test_zero_shot_scores_by_brute_force(registry):
     assert got["zs_regions"] == len(rows)
     assert abs(got["zs_acc"] - acc) < 1e-6 and abs(got["zs_macc"] - macc) < 1e-6
     assert abs(got["zs_acc_unseen"] - sum(unseen) / len(unseen)) < 1e-6
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_two_gloo_processes_follow_the_single_process_curve(tmp_path):
+    """Features gathered across processes: the mean of the local losses is the global CLIP loss, and
+    DDP's averaged gradients are its gradients, so two processes train exactly as one."""
+    import os
+    import subprocess
+    import sys
+
+    curves = {}
+    for procs in (1, 2):
+        name = f"ddp{procs}"
+        recipe = tmp_path / f"{name}.yaml"
+        recipe.write_text(
+            f"name: {name}\noutput_dir: {tmp_path / 'runs'}\ndevice: cpu\nseed: 2\n"
+            "dataset: {plugin: synth, split: train, labels: none, num_images: 64, image_size: 64}\n"
+            f"task:\n  plugin: pretrain-clip\n  model: {json.dumps(TINY)}\n  steps: 4\n  batch_size: 8\n"
+            "  warmup_steps: 0\n  lr: 0.002\n  log_every: 1\n  eval_dataset: null\n"
+        )
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs),
+               "-m", "ovframe", "run", str(recipe)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert out.returncode == 0, out.stderr[-3000:]
+        lines = (tmp_path / "runs" / name / "loss.jsonl").read_text().splitlines()
+        curves[procs] = [json.loads(line) for line in lines]
+    assert [r["step"] for r in curves[2]] == [1, 2, 3, 4]
+    for a, b in zip(curves[1], curves[2]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert curves[1][-1]["loss"] != curves[1][0]["loss"]
