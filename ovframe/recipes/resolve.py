@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -83,6 +84,7 @@ def apply_override(tree: Tree, path: KeyPath, value: Any, where: Location) -> Tr
 
 
 def _set_list_item(tree: Tree, path: KeyPath, value: Any, where: Location) -> Tree:
+    tree = Tree(copy.deepcopy(tree.data), dict(tree.locations), set(tree.soft))  # variants share their base
     node = tree.data
     for p in path[:-1]:
         try:

@@ -156,6 +156,8 @@ def validate(tree: Tree, registry: Registry, origin: str) -> Recipe:
             problems.append((tree.where(path), dotted(path), registry.unknown_message(kind, plugin)))
             continue
         spec = registry.get(kind, plugin)
+        for key in [k for k in options if (kind, k) in tree.soft and k not in spec.config.model_fields]:
+            del options[key]  # inherited from a section of another plugin, which this one does not take
         try:
             sections[kind] = Section(spec, spec.config.model_validate(options))
         except ValidationError as e:

@@ -103,7 +103,7 @@ def expand(path: str | Path, tree: Tree | None = None) -> RecipeSet:
         parts = [vname] if vname else []
         parts += [f"{_axis_label(k)}={_slug(v)}" for (k, _), v in zip(axes, point)]
         name = "__".join(_slug(p) for p in parts) or "base"
-        vtree = Tree(base.data, dict(base.locations))
+        vtree = Tree(base.data, dict(base.locations), set(base.soft))
         for key, value, where_path in settings:
             keypath, _ = parse_override(f"{key}=")
             where = tree.where(where_path)

@@ -23,6 +23,7 @@ KeyPath = tuple[Any, ...]
 class Tree:
     data: Any
     locations: dict[KeyPath, Location] = field(default_factory=dict)
+    soft: set[KeyPath] = field(default_factory=set)  # inherited across a plugin change: see merge()
 
     def where(self, path: KeyPath) -> Location | None:
         """Location of `path`, or of its nearest ancestor that has one."""
@@ -134,29 +135,35 @@ def _substitute(text: str, where: Location | None, key: str) -> str:
     return _ENV.sub(repl, text).replace("$${", "${")
 
 
-def merge(base: Tree, child: Tree, at: KeyPath = ()) -> Tree:
-    """Deep-merge `child` over `base` (mappings merge; anything else replaces).
+def merge(base: Tree, child: Tree) -> Tree:
+    """Deep-merge `child` over `base` (mappings merge; anything else replaces; None deletes a key).
 
-    A component section whose `plugin` changes is replaced, not merged: the old plugin's options
-    would not apply to the new one. A None value deletes the key.
+    When a component section's `plugin` changes, the options inherited from the base become *soft*:
+    validation keeps those the new plugin accepts (a model name, weights, a threshold ...) and drops the
+    rest (λ does not apply to clip-only). Options written beside the new plugin are checked as usual.
     """
-    data = _merge(base.data, child.data)
+    soft: set[KeyPath] = {p for p in base.soft | child.soft}
+    data = _merge(base.data, child.data, (), soft)
     locations = {p: l for p, l in base.locations.items() if _still_there(data, p)}
     locations.update(child.locations)
-    return Tree(data, locations)
+    return Tree(data, locations, {p for p in soft if _still_there(data, p)})
 
 
-def _merge(base: Any, child: Any) -> Any:
+def _merge(base: Any, child: Any, path: KeyPath, soft: set[KeyPath]) -> Any:
     if not (isinstance(base, dict) and isinstance(child, dict)):
         return child
-    if "plugin" in base and "plugin" in child and base["plugin"] != child["plugin"]:
-        return {k: v for k, v in child.items() if v is not None}
+    replaced = "plugin" in base and "plugin" in child and base["plugin"] != child["plugin"]
     out = dict(base)
     for key, value in child.items():
         if value is None:
             out.pop(key, None)
+        elif replaced or key not in out:
+            out[key] = value
+            soft.discard(path + (key,))
         else:
-            out[key] = _merge(out[key], value) if key in out else value
+            out[key] = _merge(out[key], value, path + (key,), soft)
+    if replaced:
+        soft.update(path + (key,) for key in base if key not in child)
     return out
 
 

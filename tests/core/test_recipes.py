@@ -73,7 +73,7 @@ def test_all_problems_of_a_recipe_are_reported_together(tmp_path, toy_registry, 
     assert keys == {"fuser.lam", "proposals.plugin"}
 
 
-def test_extends_deep_merges_and_a_changed_plugin_replaces_its_section(tmp_path, toy_registry, base):
+def test_extends_deep_merges_and_a_changed_plugin_keeps_only_what_it_takes(tmp_path, toy_registry, base):
     f = write(
         tmp_path / "child.yaml",
         """
@@ -87,6 +87,21 @@ def test_extends_deep_merges_and_a_changed_plugin_replaces_its_section(tmp_path,
     assert r["dataset"] == {"plugin": "toy", "n": 5, "size": 24, "corrupt": []}  # merged: n from child, plugin from base
     assert r["fuser"] == {"plugin": "clip-only", "invalid_regions": "drop"}  # lam did not leak into clip-only
     assert r["name"] == "child"
+
+
+def test_a_changed_plugin_keeps_the_inherited_options_it_accepts(tmp_path, toy_registry):
+    write(tmp_path / "b.yaml", "name: b\nfuser: {plugin: geometric-ensemble, lam: 0.3, proposal_probs: softmax-over-classes}\n")
+    child = write(tmp_path / "c.yaml", "name: c\nextends: b.yaml\nfuser: {plugin: proposal-only}\n")
+    assert load_recipe(child, registry=toy_registry).resolved()["fuser"] == {
+        "plugin": "proposal-only", "proposal_probs": "softmax-over-classes",
+    }
+    # an option written beside the new plugin is still checked
+    typo = write(tmp_path / "t.yaml", "name: t\nextends: b.yaml\nfuser: {plugin: proposal-only, lam: 0.5}\n")
+    with pytest.raises(RecipeError, match="unknown key"):
+        load_recipe(typo, registry=toy_registry)
+    # the same through an override
+    r = load_recipe(tmp_path / "b.yaml", ["fuser.plugin=proposal-only"], registry=toy_registry).resolved()
+    assert r["fuser"] == {"plugin": "proposal-only", "proposal_probs": "softmax-over-classes"}
 
 
 def test_null_deletes_an_inherited_section(tmp_path, toy_registry, base):
