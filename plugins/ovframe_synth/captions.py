@@ -8,8 +8,12 @@ left of an orange heart"), objects on stuff ("a yellow disc lying on the sand"),
 background ("water at the top and sand at the bottom") and pairs. Attributes (size, pattern) are said
 sometimes; synonyms ("violet", "disc", "a lawn") are used sometimes.
 
-A thing is always mentioned as "<colour word> <shape word>" with nothing between the two, so a reader
-(or a test) finds every mention with one pattern. Text is lower case, words from common English.
+A class of thing is always named as "<colour word> <shape word>" with nothing between the two, so a
+reader (or a test) finds every mention with one pattern. Some captions also describe objects by shape
+alone ("two stars and a circle on grass", "a striped star on the sand") or colour alone ("a violet
+shape"), as people do; those name no class, and they are what makes a contrastive learner look at
+shapes (colour and background alone would otherwise tell most captions of a batch apart). Text is
+lower case, words from common English.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from . import world
 SYNONYM_RATE = 0.15  # chance a colour or shape word is replaced by a synonym
 STUFF_PHRASE_RATE = 0.4  # chance a stuff class is named by one of its other phrases
 ATTRIBUTE_RATE = 0.55  # chance a size or pattern adjective is said when it applies
+PARTIAL_RATE = 0.35  # chance an object of an on-stuff or pair caption is named by its shape or colour alone
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
 MASS_NOUN = {"brick wall": "bricks", "sky": "sky"}  # after "a patch of"
 PREPOSITIONS = {
@@ -82,20 +87,32 @@ class _Writer:
 
     def shape(self, class_id: int, plural: bool) -> str:
         self.named.add(class_id)
+        return self.shape_word(class_id, plural)
+
+    def shape_word(self, class_id: int, plural: bool) -> str:
+        """The shape's word alone (names no class: "a star" may be of any colour)."""
         name = world.CLASSES[class_id].shape
         plural_name, synonyms = world.SHAPES[name]
         if synonyms and self.chance(SYNONYM_RATE):
             return self.pick(synonyms)[1 if plural else 0]
         return plural_name if plural else name
 
-    def thing(self, obj: ObjectFacts, article: bool = True) -> str:
+    def thing(self, obj: ObjectFacts, article: bool = True, partial: bool = False) -> str:
+        """ "a small striped violet star"; with `partial`, sometimes only its shape ("a striped star")
+        or only its colour ("a violet shape"), as people describe things, naming no class."""
         words = []
         if obj.size and self.chance(ATTRIBUTE_RATE):
             words.append(self.pick({"small": ("small", "tiny", "little"), "large": ("large", "big", "huge")}[obj.size]))
         pattern_word = self.pick(world.PATTERNS[obj.pattern])
         if pattern_word and self.chance(ATTRIBUTE_RATE):
             words.append(pattern_word)
-        words += [self.colour(obj.class_id), self.shape(obj.class_id, plural=False)]
+        if partial and self.chance(PARTIAL_RATE):
+            if self.chance(0.7):
+                words.append(self.shape_word(obj.class_id, plural=False))
+            else:
+                words += [self.colour(obj.class_id), "shape"]
+        else:
+            words += [self.colour(obj.class_id), self.shape(obj.class_id, plural=False)]
         text = " ".join(words)
         return f"{'an' if text[0] in 'aeiou' else 'a'} {text}" if article else text
 
@@ -199,7 +216,7 @@ class _Writer:
         obj = self.objects[int(self.rng.integers(len(self.objects)))]
         name = world.CLASSES[obj.under].name
         prep = self.pick(PREPOSITIONS.get(name, ("on", "lying on", "sitting on")))
-        return f"{self.pick(PHOTO_OF)}{self.thing(obj)} {prep} {self.stuff_phrase(obj.under)}."
+        return f"{self.pick(PHOTO_OF)}{self.thing(obj, partial=True)} {prep} {self.stuff_phrase(obj.under)}."
 
     def layout_only(self) -> str:
         n = len(self.objects)
@@ -212,11 +229,25 @@ class _Writer:
         a, b = self.objects[int(i)], self.objects[int(j)]
         if a.class_id == b.class_id:
             return None
-        return self.pick(PHOTO_OF) + self.pick(("{} and {}.", "{} with {}.")).format(self.thing(a), self.thing(b))
+        return self.pick(PHOTO_OF) + self.pick(("{} and {}.", "{} with {}.")).format(self.thing(a, partial=True), self.thing(b, partial=True))
+
+    def shapes(self) -> str:
+        """The objects by shape only: "two stars, a circle and a heart on grass." (names stuff only)."""
+        counts: dict[str, list[int]] = {}
+        for o in self.objects:
+            counts.setdefault(world.CLASSES[o.class_id].shape, []).append(o.class_id)
+        order = list(counts)
+        self.rng.shuffle(order)
+        parts = []
+        for shape in order:
+            ids = counts[shape]
+            word = self.shape_word(ids[0], plural=len(ids) > 1)
+            parts.append(f"{NUMBERS[len(ids)] if len(ids) > 1 else ('an' if word[0] in 'aeiou' else 'a')} {word}")
+        return self.pick(("{} on {}.", "a picture of {} on {}.", "{} in front of {}.")).format(join(parts), self.stuff_list())
 
 
-KINDS = ("inventory", "relation", "on-stuff", "layout", "pair")
-KIND_WEIGHTS = (0.3, 0.3, 0.2, 0.1, 0.1)
+KINDS = ("inventory", "relation", "on-stuff", "layout", "pair", "shapes")
+KIND_WEIGHTS = (0.25, 0.25, 0.15, 0.1, 0.1, 0.15)
 
 
 def join(items: list[str]) -> str:
@@ -241,6 +272,7 @@ def write_captions(rng: np.random.Generator, objects: list[ObjectFacts], stuff: 
             "on-stuff": writer.on_stuff,
             "layout": writer.layout_only,
             "pair": writer.pair,
+            "shapes": writer.shapes,
         }[kind]()
         if text is None or text in texts:
             continue

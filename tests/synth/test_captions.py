@@ -32,13 +32,19 @@ def parse(text: str) -> set[int]:
     found = {world.CLASS_INDEX[f"{COLOUR_WORDS[c]} {SHAPE_WORDS[s]}"] for c, s in re.findall(THING, text)}
     words = re.findall(r"[a-z]+", text)
     found |= {world.CLASS_INDEX[STUFF_WORDS[w]] for w in words if w in STUFF_WORDS}
-    # no colour without its shape and no shape without its colour: every thing mention is a compound
+    # a colour word is followed by a shape word (a class) or by "shape" (colour alone, no class)
     for i, w in enumerate(words):
         if w in COLOUR_WORDS:
-            assert i + 1 < len(words) and words[i + 1] in SHAPE_WORDS, text
-        if w in SHAPE_WORDS:
-            assert i > 0 and words[i - 1] in COLOUR_WORDS, text
+            assert i + 1 < len(words) and (words[i + 1] in SHAPE_WORDS or words[i + 1] == "shape"), text
     return found
+
+
+def partial_mentions(text: str) -> tuple[list[str], list[str]]:
+    """Shapes named without a colour, and colours named without a shape."""
+    words = re.findall(r"[a-z]+", text)
+    shapes = [SHAPE_WORDS[w] for i, w in enumerate(words) if w in SHAPE_WORDS and (i == 0 or words[i - 1] not in COLOUR_WORDS)]
+    colours = [COLOUR_WORDS[w] for i, w in enumerate(words) if w in COLOUR_WORDS and words[i + 1] == "shape"]
+    return shapes, colours
 
 
 def test_captions_name_exactly_the_classes_present(val_scenes):
@@ -53,6 +59,26 @@ def test_captions_name_exactly_the_classes_present(val_scenes):
             named |= ids
         assert parse(scene.captions[0].text) == present, "the first caption names every class present"
         assert named == present
+
+
+def test_partial_descriptions_are_true(val_scenes):
+    """Objects described by shape or colour alone exist in the image with that shape or colour."""
+    counted = 0
+    for scene in val_scenes:
+        shapes = [world.CLASSES[o.class_id].shape for o in scene.objects]
+        colours = {world.CLASSES[o.class_id].colour for o in scene.objects}
+        for caption in scene.captions:
+            named_shapes, named_colours = partial_mentions(caption.text)
+            for shape in set(named_shapes):
+                assert shape in shapes, caption.text
+            assert set(named_colours) <= colours, caption.text
+            counted += len(named_shapes) + len(named_colours)
+            if caption.kind == "shapes":  # counts per shape are right
+                for number, word in re.findall(r"\b(two|three|four|five|six) ([a-z]+)\b", caption.text):
+                    if word in SHAPE_WORDS:
+                        n = ["two", "three", "four", "five", "six"].index(number) + 2
+                        assert shapes.count(SHAPE_WORDS[word]) == n, caption.text
+    assert counted > 50
 
 
 def test_unseen_classes_are_named_in_captions(val_scenes):
@@ -104,7 +130,7 @@ def test_relations_are_true(val_scenes):
 
 def test_captions_vary(val_scenes):
     captions = [c for s in val_scenes for c in s.captions]
-    assert {c.kind for c in captions} == {"inventory", "relation", "on-stuff", "layout", "pair"}
+    assert {c.kind for c in captions} == {"inventory", "relation", "on-stuff", "layout", "pair", "shapes"}
     text = " ".join(c.text for c in captions)
     words = set(re.findall(r"[a-z-]+", text))
     assert {"violet", "crimson", "disc", "lawn"} & words, "synonyms are used"
