@@ -232,7 +232,8 @@ class _Writer:
         return self.pick(PHOTO_OF) + self.pick(("{} and {}.", "{} with {}.")).format(self.thing(a, partial=True), self.thing(b, partial=True))
 
     def shapes(self) -> str:
-        """The objects by shape only: "two stars, a circle and a heart on grass." (names stuff only)."""
+        """The objects by shape only: "two stars, a circle and a heart." (names no class of thing; the
+        background only sometimes, so that it cannot stand in for the shapes)."""
         counts: dict[str, list[int]] = {}
         for o in self.objects:
             counts.setdefault(world.CLASSES[o.class_id].shape, []).append(o.class_id)
@@ -243,11 +244,14 @@ class _Writer:
             ids = counts[shape]
             word = self.shape_word(ids[0], plural=len(ids) > 1)
             parts.append(f"{NUMBERS[len(ids)] if len(ids) > 1 else ('an' if word[0] in 'aeiou' else 'a')} {word}")
-        return self.pick(("{} on {}.", "a picture of {} on {}.", "{} in front of {}.")).format(join(parts), self.stuff_list())
+        if self.chance(0.3):
+            return self.pick(("{} on {}.", "a picture of {} on {}.", "{} in front of {}.")).format(join(parts), self.stuff_list())
+        there = "there are" if len(counts[order[0]]) > 1 else "there is"
+        return self.pick(("{}.", "a picture of {}.", there + " {} here.", "{}, nothing else.")).format(join(parts))
 
 
 KINDS = ("inventory", "relation", "on-stuff", "layout", "pair", "shapes")
-KIND_WEIGHTS = (0.25, 0.25, 0.15, 0.1, 0.1, 0.15)
+KIND_WEIGHTS = (0.2, 0.25, 0.15, 0.1, 0.1, 0.2)
 
 
 def join(items: list[str]) -> str:

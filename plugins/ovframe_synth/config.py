@@ -44,6 +44,12 @@ class SynthDatasetConfig(ComponentConfig):
         "web photos do; for caption pretraining (the benchmark itself keeps 0)",
     )
 
+    twins: bool = Field(
+        False,
+        description="images come in twins (indices 2k, 2k+1): the same picture with every object's shape changed, "
+        "colours, places and background kept; hard negatives for caption pretraining (with pretrain-clip's keep_together: 2)",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _defaults_by_split(cls, data: Any) -> Any:
@@ -105,6 +111,9 @@ class PretrainClipConfig(TrainingConfig):
         "random", description="which caption of an image a step uses: a random one (seeded by step) or the first"
     )
     workers: int = Field(0, ge=0, description="background processes that generate/load the batches")
+    keep_together: int = Field(
+        1, ge=1, description="shuffle blocks of this many consecutive images, so that they share a batch (2 with synth twins)"
+    )
     mean: tuple[float, float, float] = Field((0.48145466, 0.4578275, 0.40821073), description="pixel mean (0..1), written to clip.json")
     std: tuple[float, float, float] = Field((0.26862954, 0.26130258, 0.27577711), description="pixel std (0..1), written to clip.json")
     save_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of clip.safetensors (float16 halves it)")

@@ -7,6 +7,9 @@ Label views (config `labels`):
           the unseen names as negatives (as COCO-Stuff training knows only COCO's 171 names).
     none  no label (caption pretraining); vocabulary as for `all`.
 
+With `twins: true`, images 2k and 2k+1 are twins: scene k, and scene k with every object's shape
+moved 1-4 places along the shapes (scene.make_scene's shape_shift); hard negatives for pretraining.
+
 Sample.meta: captions (list of str, the first names every class present), split, seed, index, and
 objects (class name and visible box [y0, x0, y1, x1] of each object whose class is labelled in this
 view; absent for labels: none).
@@ -21,7 +24,7 @@ from ovframe import IGNORE_INDEX, Dataset, Sample, Vocabulary
 
 from . import world
 from .config import SynthDatasetConfig
-from .scene import Scene, WorldSpec, make_scene
+from .scene import SPLITS, Scene, WorldSpec, make_scene
 
 
 class SynthDataset(Dataset):
@@ -63,7 +66,12 @@ class SynthDataset(Dataset):
         """The full scene behind sample `index` (objects, regions, caption records), all classes."""
         if not 0 <= index < len(self):
             raise IndexError(f"synth {self.config.split}: index {index} out of range 0..{len(self) - 1}")
-        return make_scene(self.config.seed, self.config.split, index, self.spec)
+        cfg = self.config
+        if not cfg.twins:
+            return make_scene(cfg.seed, cfg.split, index, self.spec)
+        base, second = divmod(index, 2)
+        shift = 1 + int(np.random.default_rng([cfg.seed, SPLITS[cfg.split], base, 1]).integers(4)) if second else 0
+        return make_scene(cfg.seed, cfg.split, base, self.spec, shape_shift=shift)
 
     def label_of(self, scene: Scene) -> np.ndarray:
         """int64 [H, W] of this view (all / seen with IGNORE_INDEX)."""

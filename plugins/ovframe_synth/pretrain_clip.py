@@ -3,7 +3,9 @@
 This plays the role of CLIP's web-scale pretraining in the synthetic world: the captions name every
 class, unseen ones included; no pixel label is read. The batch of step s is a pure function of s (a
 fresh permutation of the images per epoch, seeded by the recipe seed; a caption per image drawn with a
-generator seeded by (seed, step, position)), so the shared loop's exact resume holds. The loss is
+generator seeded by (seed, position)), so the shared loop's exact resume holds. `keep_together: g`
+shuffles blocks of g consecutive images instead of single images, so that a dataset's neighbours
+(synth twins) share a batch. The loss is
 open_clip's own ClipLoss on the L2-normalised features at the learnable temperature exp(logit_scale),
 clamped to <= 100 as open_clip does; under torchrun features are gathered across processes.
 
@@ -34,19 +36,26 @@ class CaptionBatches:
     """batch_fn: {"images": float [b, 3, S, S] normalised, "tokens": int64 [b, context]} of one step."""
 
     def __init__(self, dataset: Dataset, tokenizer: Callable, image_size: int, mean, std,
-                 global_batch: int, seed: int, caption: str):
+                 global_batch: int, seed: int, caption: str, keep_together: int = 1):
         self.dataset, self.tokenizer, self.size = dataset, tokenizer, image_size
+        self.group = keep_together
         self.mean = torch.tensor(mean).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std).view(1, 3, 1, 1) * 255
         self.global_batch, self.seed, self.caption = global_batch, seed, caption
         self._perms: dict[int, torch.Tensor] = {}
 
+    def __len__(self) -> int:
+        """Images per epoch: whole blocks of `keep_together` consecutive images."""
+        return len(self.dataset) // self.group * self.group
+
     def _order(self, epoch: int) -> torch.Tensor:
+        """The images of an epoch in order: blocks of `group` consecutive indices, shuffled as blocks."""
         if epoch not in self._perms:
             if len(self._perms) > 2:
                 self._perms.pop(min(self._perms))
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perms[epoch] = torch.randperm(len(self.dataset), generator=g)
+            blocks = torch.randperm(len(self) // self.group, generator=g)
+            self._perms[epoch] = (blocks[:, None] * self.group + torch.arange(self.group)).flatten()
         return self._perms[epoch]
 
     def positions(self, step: int, rank: int, world: int) -> range:
@@ -55,7 +64,7 @@ class CaptionBatches:
         return range(start, start + local)
 
     def __call__(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
-        n = len(self.dataset)
+        n = len(self)
         images, texts = [], []
         for p in self.positions(step, rank, world):
             sample = self.dataset[int(self._order(p // n)[p % n])]
@@ -125,8 +134,9 @@ class PretrainClip(Task):
         from open_clip.loss import ClipLoss
 
         cfg: PretrainClipConfig = self.config  # type: ignore[assignment]
-        if cfg.batch_size % ctx.world_size:
-            raise BadInput(f"task.batch_size {cfg.batch_size} does not split evenly over {ctx.world_size} processes")
+        if cfg.batch_size % (ctx.world_size * cfg.keep_together):
+            raise BadInput(f"task.batch_size {cfg.batch_size} does not split evenly over {ctx.world_size} process(es) "
+                           f"in blocks of keep_together = {cfg.keep_together}")
         model_cfg = read_model_config(cfg.model)
         dataset: Dataset = ctx.component("dataset")
         eval_dataset = ctx.registry.build("dataset", cfg.eval_dataset) if cfg.eval_dataset else None  # fail early
@@ -141,7 +151,10 @@ class PretrainClip(Task):
         ctx.log.info("pretrain-clip: %.2fM parameters, %d images of %d px, %d steps of %d pairs",
                      params / 1e6, len(dataset), size, cfg.steps, cfg.batch_size)
 
-        make = CaptionBatches(dataset, tokenizer, size, cfg.mean, cfg.std, cfg.batch_size, ctx.recipe.seed, cfg.caption)
+        if len(dataset) < cfg.keep_together:
+            raise BadInput(f"the dataset has {len(dataset)} images, fewer than task.keep_together = {cfg.keep_together}")
+        make = CaptionBatches(dataset, tokenizer, size, cfg.mean, cfg.std, cfg.batch_size, ctx.recipe.seed, cfg.caption,
+                              cfg.keep_together)
         loss = ClipLoss(local_loss=ctx.world_size > 1, gather_with_grad=ctx.world_size > 1,
                         rank=ctx.rank, world_size=ctx.world_size)
 

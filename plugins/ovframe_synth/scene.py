@@ -291,10 +291,13 @@ def _render(rng, spec: WorldSpec, regions: np.ndarray, stuff_ids: list[int], pla
 
 
 def _facts(objects: list[SceneObject], stuff: list[StuffRegion], regions: np.ndarray, size: int):
+    """What the caption writer is told: the visible objects and stuff regions (all are visible in a
+    scene as sampled; a twin's reshaped objects may hide one)."""
+    shown = np.asarray([r.visible.any() for r in stuff])
     obj_facts = []
     for i, obj in enumerate(objects):
         ys, xs = np.nonzero(obj.visible)
-        under = np.bincount(regions[obj.mask], minlength=len(stuff)).argmax()
+        under = int(np.where(shown, np.bincount(regions[obj.mask], minlength=len(stuff)), -1).argmax())
         hidden_by = tuple(
             j for j, other in enumerate(objects) if other.z > obj.z and int((other.mask & obj.mask).sum()) >= max(3, 0.05 * obj.area)
         )
@@ -304,11 +307,32 @@ def _facts(objects: list[SceneObject], stuff: list[StuffRegion], regions: np.nda
             ObjectFacts(obj.class_id, obj.pattern, size_word, float(ys.mean() + 0.5) / size, float(xs.mean() + 0.5) / size,
                         stuff[int(under)].class_id, hidden_by)
         )
-    return obj_facts, [StuffFacts(r.class_id, r.where) for r in stuff]
+    return obj_facts, [StuffFacts(r.class_id, r.where) for r in stuff if r.visible.any()]
 
 
-def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec()) -> Scene:
-    """Scene `index` of `split` under `seed`: the same arguments always give the same scene."""
+def reshaped(p: _Placed, shift: int, size: int) -> _Placed:
+    """The object with its shape moved `shift` places along world.SHAPES (same colour, place, size, turn)."""
+    cls = world.CLASSES[p.class_id]
+    names = list(world.SHAPES)
+    shape = names[(names.index(cls.shape) + shift) % len(names)]
+    angle = float(np.clip(p.angle, -tilt_range(shape), tilt_range(shape)))
+    raster = rasterise(shape, p.cy, p.cx, p.size, angle)
+    full = raster.mask
+    mask = np.zeros((size, size), bool)
+    y0, x0 = raster.y0, raster.x0
+    ya, xa, yb, xb = max(0, y0), max(0, x0), min(size, y0 + full.shape[0]), min(size, x0 + full.shape[1])
+    if yb > ya and xb > xa:
+        mask[ya:yb, xa:xb] = full[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    return _Placed(world.CLASS_INDEX[f"{cls.colour} {shape}"], p.pattern, p.cy, p.cx, p.size, angle, raster, mask, int(full.sum()))
+
+
+def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec(), shape_shift: int = 0) -> Scene:
+    """Scene `index` of `split` under `seed`: the same arguments always give the same scene.
+
+    shape_shift k (1..4) gives its twin: the same picture but every object's shape moved k places along
+    world.SHAPES (a red star becomes a red heart ...), placed where the original was. Twins are hard
+    negatives for caption pretraining: their captions differ in the shape words only. (An object the
+    reshaped ones hide completely is left out, so the label and the captions still agree.)"""
     layout_rng, look_rng, caption_rng, variant_rng = scene_rngs(seed, split, index)
     s = spec.image_size
     closeup = spec.closeups > 0 and bool(variant_rng.random() < spec.closeups)
@@ -316,6 +340,8 @@ def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec())
     stuff_ids = [int(c) for c in layout_rng.choice(world.STUFF_IDS, len(wheres), replace=False)]
     object_spec = replace(spec, min_objects=1, max_objects=1, min_size=CLOSEUP_SIZE[0], max_size=CLOSEUP_SIZE[1]) if closeup else spec
     placed = sample_objects(layout_rng, object_spec, regions)
+    if shape_shift % len(world.SHAPES):
+        placed = [reshaped(p, shape_shift, s) for p in placed]
 
     label = np.asarray(stuff_ids, np.int64)[regions]
     front = np.zeros((s, s), bool)
@@ -327,7 +353,7 @@ def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec())
         visible = p.mask & ~front
         front |= p.mask
         objects.append(SceneObject(p.class_id, p.pattern, p.cy, p.cx, p.size, p.angle, z, p.mask, visible, p.area))
-    objects.reverse()
+    objects = [o for o in reversed(objects) if o.visible.any()]
     stuff = [StuffRegion(c, wheres[i], regions == i, (regions == i) & ~front) for i, c in enumerate(stuff_ids)]
 
     image = _render(look_rng, spec, regions, stuff_ids, placed)

@@ -82,3 +82,14 @@ def test_options_reach_the_generator(registry):
         sample, scene = data[i], data.scene(i)
         assert sample.image.shape == (3, 96, 96) and len(scene.objects) == 3 and len(sample.meta["captions"]) == 2
         assert scene.key == (5, "val", i)
+
+
+def test_twins_come_in_consecutive_pairs(registry):
+    data = build(registry, split="train", labels="none", twins=True, num_images=8)
+    plain = build(registry, split="train", labels="none", num_images=8)
+    for k in range(4):
+        first, second = data.scene(2 * k), data.scene(2 * k + 1)
+        assert np.array_equal(first.label, plain.scene(k).label)
+        assert [r.class_id for r in second.stuff] == [r.class_id for r in first.stuff]
+        assert {world.CLASSES[o.class_id].colour for o in second.objects} <= {world.CLASSES[o.class_id].colour for o in first.objects}
+        assert [o.class_id for o in second.objects] != [o.class_id for o in first.objects]

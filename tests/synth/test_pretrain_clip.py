@@ -45,6 +45,16 @@ def test_batches_are_a_pure_function_of_the_step(registry):
     assert sorted(seen) == list(range(50))
 
 
+def test_keep_together_puts_blocks_in_one_batch(registry):
+    data = registry.get("dataset", "synth").build({"split": "train", "labels": "none", "num_images": 41, "twins": True})
+    make = CaptionBatches(data, build_tokenizer(TINY), 64, OPENAI_MEAN, OPENAI_STD, 8, seed=0, caption="first", keep_together=2)
+    assert len(make) == 40  # whole blocks only
+    order = make._order(3).tolist()
+    assert sorted(order) == list(range(40))
+    assert all(order[i] % 2 == 0 and order[i + 1] == order[i] + 1 for i in range(0, 40, 2))
+    assert order != sorted(order)
+
+
 def test_masked_crop_fills_the_background_with_the_mean():
     image = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
     mask = torch.zeros(40, 50, dtype=torch.bool)

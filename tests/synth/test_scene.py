@@ -166,3 +166,25 @@ def test_closeups_show_one_large_object_and_leave_other_scenes_alone():
         assert [r.class_id for r in scene.stuff] == [r.class_id for r in plain.stuff]
         if not scene.closeup:
             assert np.array_equal(scene.label, plain.label)
+
+
+def test_twins_differ_in_shapes_only():
+    for index in range(30):
+        base = make_scene(0, "train", index)
+        for shift in (1, 3):
+            twin = make_scene(0, "train", index, shape_shift=shift)
+            assert [r.class_id for r in twin.stuff] == [r.class_id for r in base.stuff]
+            assert np.array_equal(np.stack([r.mask for r in twin.stuff]), np.stack([r.mask for r in base.stuff]))
+            shapes = list(world.SHAPES)
+            kept = {o.z: o for o in base.objects}
+            for obj in twin.objects:
+                was, now = world.CLASSES[kept[obj.z].class_id], world.CLASSES[obj.class_id]
+                assert now.colour == was.colour and (obj.cy, obj.cx, obj.size) == (kept[obj.z].cy, kept[obj.z].cx, kept[obj.z].size)
+                assert shapes.index(now.shape) == (shapes.index(was.shape) + shift) % len(shapes)
+            # the label still agrees with the (reshaped) objects and the captions with the label
+            expected = np.asarray([r.class_id for r in twin.stuff])[np.argmax(np.stack([r.mask for r in twin.stuff]), axis=0)]
+            for obj in sorted(twin.objects, key=lambda o: o.z):
+                expected[obj.mask] = obj.class_id
+            assert np.array_equal(expected, twin.label)
+            assert set().union(*(c.mentions for c in twin.captions)) == twin.present()
+    assert np.array_equal(make_scene(0, "train", 4, shape_shift=5).label, make_scene(0, "train", 4).label)
