@@ -183,5 +183,5 @@ class PretrainClip(Task):
                     metrics.update(zero_shot_regions(model, tokenizer, eval_dataset, cfg.eval_images, template=cfg.eval_template,
                                                      mean=cfg.mean, std=cfg.std, device=ctx.device))
             ctx.log.info("pretrain-clip: wrote %s and %s; %s", config_path.name, weights_path.name,
-                         {k: round(v, 4) for k, v in metrics.items() if k.startswith("zs_")})
+                         {k: round(v, 4) for k, v in metrics.items() if k.startswith("zs_") and isinstance(v, float)})
         return metrics

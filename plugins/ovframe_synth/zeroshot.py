@@ -43,7 +43,7 @@ def zero_shot_regions(
     std: Sequence[float],
     device: Any = "cpu",
     chunk: int = 128,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Top-1 accuracy of naming each ground-truth region among all the dataset's class names."""
     vocabulary = dataset.vocabulary
     was_training = model.training
@@ -68,12 +68,13 @@ def zero_shot_regions(
     model.train(was_training)
     truth = torch.tensor(classes)
     correct = torch.cat(predicted) == truth if predicted else torch.zeros(0, dtype=torch.bool)
-    out = {"zs_regions": float(len(truth)), "zs_acc": _mean(correct), "zs_macc": _class_mean(correct, truth),
-           "zs_chance": 1.0 / len(vocabulary)}
+    out: dict[str, Any] = {"zs_regions": float(len(truth)), "zs_acc": _mean(correct), "zs_macc": _class_mean(correct, truth),
+                           "zs_chance": 1.0 / len(vocabulary)}
     if vocabulary.seen is not None:
         seen = torch.tensor(vocabulary.seen)[truth] if len(truth) else torch.zeros(0, dtype=torch.bool)
         out.update(zs_acc_seen=_mean(correct[seen]), zs_acc_unseen=_mean(correct[~seen]),
                    zs_macc_seen=_class_mean(correct[seen], truth[seen]), zs_macc_unseen=_class_mean(correct[~seen], truth[~seen]))
+    out["zs_per_class"] = {vocabulary.names[c]: round(float(correct[truth == c].float().mean()), 4) for c in torch.unique(truth).tolist()}
     return out
 
 

@@ -159,6 +159,7 @@ def test_zero_shot_scores_by_brute_force(registry):
     assert got["zs_regions"] == len(rows)
     assert abs(got["zs_acc"] - acc) < 1e-6 and abs(got["zs_macc"] - macc) < 1e-6
     assert abs(got["zs_acc_unseen"] - sum(unseen) / len(unseen)) < 1e-6
+    assert got["zs_per_class"] == {data.vocabulary.names[c]: round(sum(v) / len(v), 4) for c, v in per_class.items()}
 
 
 @pytest.mark.distributed
