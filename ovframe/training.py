@@ -58,6 +58,55 @@ def build_optimizer(params: Iterable[Any], cfg: TrainingConfig) -> torch.optim.O
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
 
 
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Param groups with CLIP's rule: weight decay on the trainable matrices only, not on gains, biases,
+    embeddings or a logit scale."""
+    decay, other = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = p.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith("bias")
+        (other if exempt else decay).append(p)
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}) if g["params"]]
+
+
+class _Steps(torch.utils.data.Dataset):
+    def __init__(self, make: BatchFn, first: int, last: int, rank: int, world: int):
+        self.make, self.first, self.last, self.rank, self.world = make, first, last, rank, world
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        return self.first + i, self.make(self.first + i, self.rank, self.world)
+
+
+class Prefetch:
+    """A batch_fn that makes the coming steps' batches in `workers` background processes.
+
+    The batches are exactly those `make` gives inline (it is a pure function of the step), so a run with
+    workers resumes and matches one without."""
+
+    def __init__(self, make: BatchFn, steps: int, workers: int):
+        self.make, self.steps, self.workers = make, steps, workers
+        self._it: Any = None
+        self._next = -1
+
+    def __call__(self, step: int, rank: int, world: int) -> Any:
+        if self.workers == 0:
+            return self.make(step, rank, world)
+        if self._it is None or step != self._next:
+            loader = torch.utils.data.DataLoader(
+                _Steps(self.make, step, self.steps, rank, world), batch_size=None, num_workers=self.workers, prefetch_factor=2
+            )
+            self._it = iter(loader)
+        got, batch = next(self._it)
+        if got != step:
+            raise RuntimeError(f"prefetched step {got} where step {step} was asked for")
+        self._next = step + 1
+        return batch
+
+
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_973 + rank * 7_919) % (2**31 - 1)
 

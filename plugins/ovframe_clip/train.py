@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ovframe import BadInput, SampleError, Task, Vocabulary
 from ovframe.runner import RunContext
-from ovframe.training import Trainer, save_weights
+from ovframe.training import Prefetch, Trainer, decay_groups, save_weights
 
 from .adapters import adapter_train_defaults
 from .classifiers import ClipRegionClassifier
@@ -98,54 +98,7 @@ class PairBatches:
         return {"images": regions, "masks": masks, "nouns": torch.tensor(nouns, dtype=torch.long)}
 
 
-class _Steps(torch.utils.data.Dataset):
-    def __init__(self, make: PairBatches, first: int, last: int, rank: int, world: int):
-        self.make, self.first, self.last, self.rank, self.world = make, first, last, rank, world
 
-    def __len__(self) -> int:
-        return self.last - self.first
-
-    def __getitem__(self, i: int) -> tuple[int, dict[str, torch.Tensor]]:
-        step = self.first + i
-        return step, self.make(step, self.rank, self.world)
-
-
-class Prefetching:
-    """batch_fn that loads upcoming steps in `workers` background processes (same batches as inline)."""
-
-    def __init__(self, make: PairBatches, steps: int, workers: int):
-        self.make, self.steps, self.workers = make, steps, workers
-        self._it: Any = None
-        self._next = -1
-
-    def __call__(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
-        if self.workers == 0:
-            return self.make(step, rank, world)
-        if self._it is None or step != self._next:
-            loader = torch.utils.data.DataLoader(
-                _Steps(self.make, step, self.steps, rank, world), batch_size=None, num_workers=self.workers
-            )
-            self._it = iter(loader)
-        got, batch = next(self._it)
-        assert got == step, (got, step)
-        self._next = step + 1
-        return batch
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """open_clip's rule: no weight decay on gains, biases, embeddings and the logit scale."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        exempt = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "embedding" in name or "logit_scale" in name
-        (no_decay if exempt else decay).append(p)
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
 
 
 class TrainAdapter(Task):
@@ -200,8 +153,8 @@ class TrainAdapter(Task):
             regions = model(batch["images"].to(ctx.device), batch["masks"].to(ctx.device))
             return contrastive_loss(regions, text, batch["nouns"].to(ctx.device), temperature)
 
-        trainer = Trainer(ctx, encoder, tcfg, loss_fn=loss_fn, batch_fn=Prefetching(make, tcfg.steps, cfg.workers),
-                          param_groups=_param_groups(encoder, tcfg.weight_decay))
+        trainer = Trainer(ctx, encoder, tcfg, loss_fn=loss_fn, batch_fn=Prefetch(make, tcfg.steps, cfg.workers),
+                          param_groups=decay_groups(encoder, tcfg.weight_decay))
         last = trainer.run()
         weights = ctx.out_dir / WEIGHTS_FILE
         if ctx.is_main:

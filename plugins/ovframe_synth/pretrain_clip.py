@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ovframe import BadInput, Dataset, RunContext, Task
 from ovframe.files import resolve_path, sha256_of
-from ovframe.training import Trainer
+from ovframe.training import Prefetch, Trainer, decay_groups
 
 from .clip_model import build_clip, build_tokenizer, read_model_config, save_clip
 from .config import PretrainClipConfig
@@ -84,46 +84,7 @@ class CaptionBatches:
         return {"images": (batch - self.mean) / self.std, "tokens": self.tokenizer(texts)}
 
 
-class _Steps(torch.utils.data.Dataset):
-    def __init__(self, make: CaptionBatches, first: int, last: int, rank: int, world: int):
-        self.make, self.first, self.last, self.rank, self.world = make, first, last, rank, world
 
-    def __len__(self) -> int:
-        return self.last - self.first
-
-    def __getitem__(self, i: int):
-        return self.first + i, self.make(self.first + i, self.rank, self.world)
-
-
-class Prefetch:
-    """batch_fn that makes upcoming steps' batches in `workers` background processes (same batches)."""
-
-    def __init__(self, make: CaptionBatches, steps: int, workers: int):
-        self.make, self.steps, self.workers = make, steps, workers
-        self._it: Any = None
-        self._next = -1
-
-    def __call__(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
-        if self.workers == 0:
-            return self.make(step, rank, world)
-        if self._it is None or step != self._next:
-            loader = torch.utils.data.DataLoader(_Steps(self.make, step, self.steps, rank, world), batch_size=None,
-                                                 num_workers=self.workers, prefetch_factor=2, persistent_workers=False)
-            self._it = iter(loader)
-        got, batch = next(self._it)
-        if got != step:
-            raise RuntimeError(f"prefetched step {got} where step {step} was asked for")
-        self._next = step + 1
-        return batch
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """CLIP's rule: weight decay on matrices only (not gains, biases, embeddings, the logit scale)."""
-    decay, other = [], []
-    for name, p in model.named_parameters():
-        exempt = p.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith("bias")
-        (other if exempt else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
 class PretrainClip(Task):
@@ -168,7 +129,7 @@ class PretrainClip(Task):
             return value, {"scale": float(scale.detach()), "batch_i2t_acc": float(acc)}
 
         trainer = Trainer(ctx, model, cfg, loss_fn=loss_fn, batch_fn=Prefetch(make, cfg.steps, cfg.workers),
-                          param_groups=param_groups(model, cfg.weight_decay))
+                          param_groups=decay_groups(model, cfg.weight_decay))
         last = trainer.run()
         with torch.no_grad():
             model.logit_scale.clamp_(0, LOG_100)
