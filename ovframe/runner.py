@@ -216,9 +216,13 @@ def _process_group() -> Iterator[tuple[int, int, int]]:
         dist.init_process_group(backend=backend)
     try:
         yield dist.get_rank(), dist.get_world_size(), local_rank
-    finally:
-        dist.barrier()
+    except BaseException:
+        # No barrier: the other processes are inside another collective and would never meet us;
+        # exiting lets torchrun stop them.
         dist.destroy_process_group()
+        raise
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def _dump_recipe(recipe: Recipe) -> str:
@@ -231,7 +235,12 @@ def prepare_run_dir(recipe: Recipe, fresh: bool) -> tuple[Path, bool]:
     dumped = _dump_recipe(recipe)
     saved = out_dir / "recipe.yaml"
     if out_dir.exists() and fresh:
-        backup = out_dir.with_name(f"{out_dir.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = out_dir.with_name(f"{out_dir.name}.prev-{stamp}")
+        n = 1
+        while backup.exists():  # two fresh starts within a second
+            n += 1
+            backup = out_dir.with_name(f"{out_dir.name}.prev-{stamp}-{n}")
         out_dir.rename(backup)
         log.info("moved the previous run to %s", backup)
     elif saved.exists() and saved.read_text(encoding="utf-8") != dumped:

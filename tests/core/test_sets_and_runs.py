@@ -122,3 +122,20 @@ def test_invalid_variant_names_the_set_file(tmp_path, toy_registry, oracle_recip
         validate_set(expand(s), toy_registry)
     where, key, message = e.value.problems[0]
     assert str(where).startswith(f"{s}:4:") and key == "[v1] fuser.lam" and "unknown key" in message
+
+
+def test_fresh_twice_within_a_second_keeps_both_old_runs(oracle_recipe, toy_registry, tmp_path):
+    recipe = load_recipe(oracle_recipe, ["task.visualize=0"], registry=toy_registry)
+    for _ in range(3):
+        run_recipe(recipe, toy_registry, fresh=True)
+    assert len(list((tmp_path / "runs").glob("oracle.prev-*"))) == 2
+
+
+def test_outputs_get_the_usual_file_mode(oracle_recipe, toy_registry, tmp_path):
+    import os
+
+    run_recipe(load_recipe(oracle_recipe, registry=toy_registry), toy_registry)
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = (tmp_path / "runs" / "oracle" / "metrics.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~mask
