@@ -108,3 +108,4 @@ class TrainProposalsConfig(TrainingConfig):
     color_aug: bool = Field(True, description="SSD colour augmentation (brightness, contrast, saturation, hue)")
     flip: bool = Field(True, description="random horizontal flip")
     weights_name: str = Field("maskformer.safetensors", description="file name of the final weights in the run directory")
+    save_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of the final weights (float16 halves the file; loads into float32)")

@@ -172,6 +172,6 @@ class TrainProposals(Task):
         if ctx.is_main:
             from .weights import save_maskformer
 
-            save_maskformer(weights, model, gcfg, classes=names, text_model=text.model_id)
+            save_maskformer(weights, model, gcfg, classes=names, text_model=text.model_id, dtype=getattr(torch, cfg.save_dtype))
             ctx.log.info("wrote %s", weights)
         return {**last, "classes": len(names), "weights": str(weights)}

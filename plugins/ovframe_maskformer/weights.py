@@ -68,7 +68,8 @@ def check_architecture(path: str | Path, cfg: MaskFormerConfig) -> int | None:
     return int(saved["embed_dim"])
 
 
-def save_maskformer(path: str | Path, model: torch.nn.Module, cfg: MaskFormerConfig, *, classes: list[str], text_model: str) -> None:
+def save_maskformer(path: str | Path, model: torch.nn.Module, cfg: MaskFormerConfig, *, classes: list[str], text_model: str,
+                    dtype: torch.dtype = torch.float32) -> None:
     from ovframe.training import save_weights
 
     meta = {
@@ -76,7 +77,8 @@ def save_maskformer(path: str | Path, model: torch.nn.Module, cfg: MaskFormerCon
         CLASSES_KEY: json.dumps(list(classes)),
         TEXT_MODEL_KEY: text_model,
     }
-    save_weights(path, model.state_dict(), meta)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_weights(path, state, meta)
 
 
 def load_state(model: torch.nn.Module, path: str | Path) -> None:

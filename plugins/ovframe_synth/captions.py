@@ -283,3 +283,26 @@ def write_captions(rng: np.random.Generator, objects: list[ObjectFacts], stuff: 
         texts.add(text)
         out.append(Caption(text, frozenset(writer.named), kind))
     return out
+
+
+CUTOUT_FORMS = ("{}{}.", "{}{} on a plain background.", "{}{}, isolated.", "{}{} against a plain backdrop.")
+
+
+def write_cutout_captions(rng: np.random.Generator, obj: ObjectFacts, n: int) -> list[Caption]:
+    """n captions of an object photo (one object cut out on a plain backdrop): each names the object
+    alone ("a photo of a striped red star.", "a red star on a plain background."), as such photos are
+    captioned; the first always names its class."""
+    writer = _Writer(rng, [obj], [])
+    out: list[Caption] = []
+    texts: set[str] = set()
+    tries = 0
+    while len(out) < n and tries < 20 * n:
+        tries += 1
+        writer.named = set()
+        thing = writer.thing(obj, partial=bool(out))
+        text = writer.pick(CUTOUT_FORMS).format(writer.pick(PHOTO_OF), thing)
+        if text in texts:
+            continue
+        texts.add(text)
+        out.append(Caption(text, frozenset(writer.named), "object"))
+    return out

@@ -44,6 +44,13 @@ class SynthDatasetConfig(ComponentConfig):
         "web photos do; for caption pretraining (the benchmark itself keeps 0)",
     )
 
+    cutouts: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="share of images that are object photos: one object cut out on a plain grey backdrop, framed by "
+        "its box and captioned by its name alone, as product photos on the web are; for caption pretraining "
+        "(labels: the object, the backdrop ignore)",
+    )
+
     twins: bool = Field(
         False,
         description="images come in twins (indices 2k, 2k+1): the same picture with every object's shape changed, "

@@ -42,6 +42,7 @@ class SynthDataset(Dataset):
             max_size=cfg.object_size[1],
             captions=cfg.captions,
             closeups=cfg.closeups,
+            cutouts=cfg.cutouts,
         )
         if cfg.labels == "seen":
             self._vocabulary = Vocabulary(tuple(world.CLASSES[i].name for i in world.SEEN_IDS), (True,) * len(world.SEEN_IDS))
@@ -74,8 +75,8 @@ class SynthDataset(Dataset):
         return make_scene(cfg.seed, cfg.split, base, self.spec, shape_shift=shift)
 
     def label_of(self, scene: Scene) -> np.ndarray:
-        """int64 [H, W] of this view (all / seen with IGNORE_INDEX)."""
-        return self._lut[scene.label]
+        """int64 [H, W] of this view (all / seen with IGNORE_INDEX; an object photo's backdrop IGNORE_INDEX)."""
+        return np.where(scene.label >= 0, self._lut[scene.label], IGNORE_INDEX)
 
     def __getitem__(self, index: int) -> Sample:
         scene = self.scene(index)

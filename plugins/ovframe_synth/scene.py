@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import world
-from .captions import Caption, ObjectFacts, StuffFacts, write_captions
+from .captions import Caption, ObjectFacts, StuffFacts, write_captions, write_cutout_captions
 from .shapes import EXTENT, rasterise, tilt_range
 from .textures import STUFF_TEXTURES, object_surface
 
@@ -36,6 +36,7 @@ class WorldSpec:
     max_size: float = 0.24
     captions: int = 5
     closeups: float = 0.0  # share of scenes showing one large object instead (object-centric pictures)
+    cutouts: float = 0.0  # share of object photos: one object cut out on a plain backdrop, framed by its box
 
     def __post_init__(self) -> None:
         if not 32 <= self.image_size <= 2048:
@@ -48,6 +49,8 @@ class WorldSpec:
             raise ValueError("captions must be >= 0")
         if not 0.0 <= self.closeups <= 1.0:
             raise ValueError(f"closeups must be in 0..1, got {self.closeups}")
+        if not 0.0 <= self.cutouts <= 1.0:
+            raise ValueError(f"cutouts must be in 0..1, got {self.cutouts}")
 
 
 # placement rules (fractions of the image area, or of an object's own area)
@@ -58,6 +61,7 @@ MIN_OBJECT_PIXELS = 24  # ... and at least this many visible pixels at 128 x 128
 REPEAT_CLASS = 0.2  # chance that an object repeats the class of one placed before ("two red circles")
 SMALL, LARGE = 0.013, 0.05  # object area fractions below / above which captions may say small / large
 CLOSEUP_SIZE = (0.24, 0.36)  # nominal size of the one object of a close-up (12 % to 26 % of the image)
+CUTOUT_MARGIN = (0.0, 0.15)  # an object photo's frame: the object's box grown by this share of its side
 PATTERN_NAMES = tuple(world.PATTERNS)
 
 
@@ -90,7 +94,8 @@ class StuffRegion:
 
 @dataclass
 class Scene:
-    """image: uint8 [H, W, 3] RGB. label: int64 [H, W], world class ids (every pixel labelled)."""
+    """image: uint8 [H, W, 3] RGB. label: int64 [H, W], world class ids (every pixel labelled, except an
+    object photo's backdrop: -1)."""
 
     key: tuple[int, str, int]  # (seed, split, index)
     image: np.ndarray
@@ -100,10 +105,11 @@ class Scene:
     layout: str
     captions: list[Caption]
     closeup: bool = False
+    cutout: bool = False  # an object photo: one object on a plain backdrop (no stuff)
 
     def present(self) -> set[int]:
         """Class ids with at least one labelled pixel."""
-        return {int(c) for c in np.unique(self.label)}
+        return {int(c) for c in np.unique(self.label) if c >= 0}
 
 
 def scene_rngs(seed: int, split: str, index: int) -> tuple[np.random.Generator, ...]:
@@ -336,6 +342,8 @@ def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec(),
     layout_rng, look_rng, caption_rng, variant_rng = scene_rngs(seed, split, index)
     s = spec.image_size
     closeup = spec.closeups > 0 and bool(variant_rng.random() < spec.closeups)
+    cutout = spec.cutouts > 0 and bool(variant_rng.random() < spec.cutouts)
+    closeup = closeup or cutout  # an object photo is cut from a close-up
     regions, wheres, layout = sample_regions(layout_rng, s)
     stuff_ids = [int(c) for c in layout_rng.choice(world.STUFF_IDS, len(wheres), replace=False)]
     object_spec = replace(spec, min_objects=1, max_objects=1, min_size=CLOSEUP_SIZE[0], max_size=CLOSEUP_SIZE[1]) if closeup else spec
@@ -358,5 +366,37 @@ def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec(),
 
     image = _render(look_rng, spec, regions, stuff_ids, placed)
     obj_facts, stuff_facts = _facts(objects, stuff, regions, s)
+    if cutout:
+        return _cut_out(Scene((seed, split, index), image, label, objects, stuff, layout, [], True), obj_facts[0], variant_rng,
+                        caption_rng, spec.captions)
     captions = write_captions(caption_rng, obj_facts, stuff_facts, spec.captions)
     return Scene((seed, split, index), image, label, objects, stuff, layout, captions, closeup)
+
+
+def _cut_out(scene: Scene, facts: ObjectFacts, rng: np.random.Generator, caption_rng: np.random.Generator, captions: int) -> Scene:
+    """The close-up's object as an object photo: its visible part on a plain backdrop (a grey, slightly
+    tinted), framed by its box grown by CUTOUT_MARGIN and stretched to the square image, as a region
+    classifier frames a region (a box crop resized to its input). The backdrop is labelled -1."""
+    (obj,) = scene.objects
+    s = scene.label.shape[0]
+    ys, xs = np.nonzero(obj.visible)
+    grow = rng.uniform(*CUTOUT_MARGIN, size=2)
+    h, w = ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
+    top, left = ys.min() - grow[0] * h / 2, xs.min() - grow[1] * w / 2
+    h, w = h * (1 + grow[0]), w * (1 + grow[1])
+    grey = rng.uniform(0.2, 0.9)
+    backdrop = np.clip(grey + rng.uniform(-0.06, 0.06, 3), 0, 1) * 255
+    # output pixel centres -> source pixels (nearest): the mask stays crisp, the object's pixels are the scene's
+    centres = (np.arange(s) + 0.5) / s
+    sy = np.floor(top + centres * h).astype(np.int64)
+    sx = np.floor(left + centres * w).astype(np.int64)
+    inside = ((sy >= 0) & (sy < s))[:, None] & ((sx >= 0) & (sx < s))[None, :]
+    cy, cx = np.clip(sy, 0, s - 1), np.clip(sx, 0, s - 1)
+    mask = obj.visible[cy[:, None], cx[None, :]] & inside
+    image = np.where(mask[..., None], scene.image[cy[:, None], cx[None, :]], np.round(backdrop).astype(np.uint8))
+    label = np.where(mask, obj.class_id, -1).astype(np.int64)
+    my, mx = np.nonzero(mask)
+    photo = SceneObject(obj.class_id, obj.pattern, float(my.mean() + 0.5), float(mx.mean() + 0.5), obj.size * s / max(h, w),
+                        obj.angle, 0, mask, mask, int(mask.sum()))
+    words = write_cutout_captions(caption_rng, replace(facts, size=""), captions)  # no size: it fills the frame
+    return Scene(scene.key, image, label, [photo], [], "plain", words, closeup=True, cutout=True)

@@ -189,3 +189,18 @@ def test_mapper_makes_one_mask_per_class_and_ignores_unseen():
         red = ex.image[:, ex.label == 2]
         if red.numel():
             assert red[0].mean() > 150 and red[1].mean() < 90
+
+
+def test_float16_weights_halve_the_file_and_load_into_float32(tmp_path):
+    registry = make_registry()
+    for dtype in ("float32", "float16"):
+        run_recipe(load_recipe(write_recipe(tmp_path, dtype, steps=2, task={"save_dtype": dtype}), registry=registry), registry)
+    full, half = (tmp_path / "runs" / d / "maskformer.safetensors" for d in ("float32", "float16"))
+    with safe_open(str(half), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    a, b = generator(registry, full), generator(registry, half)
+    assert next(b.model.parameters()).dtype == torch.float32
+    for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        if x.is_floating_point():
+            torch.testing.assert_close(y, x.half().to(x.dtype), msg=name)

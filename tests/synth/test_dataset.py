@@ -93,3 +93,16 @@ def test_twins_come_in_consecutive_pairs(registry):
         assert [r.class_id for r in second.stuff] == [r.class_id for r in first.stuff]
         assert {world.CLASSES[o.class_id].colour for o in second.objects} <= {world.CLASSES[o.class_id].colour for o in first.objects}
         assert [o.class_id for o in second.objects] != [o.class_id for o in first.objects]
+
+
+def test_object_photo_backdrops_are_ignored(registry):
+    data = build(registry, split="train", labels="seen", cutouts=1.0, num_images=12, image_size=64)
+    unseen_seen = set()
+    for i in range(12):
+        scene, label = data.scene(i), data[i].label.numpy()
+        (obj,) = scene.objects
+        assert (label[scene.label == -1] == IGNORE_INDEX).all()
+        seen = world.SEEN[obj.class_id]
+        unseen_seen.add(seen)
+        assert (label[obj.visible] == (data.vocabulary.names.index(world.CLASSES[obj.class_id].name) if seen else IGNORE_INDEX)).all()
+    assert unseen_seen == {True, False}, "both kinds of object among these photos"

@@ -162,6 +162,62 @@ def test_zero_shot_scores_by_brute_force(registry):
     assert got["zs_per_class"] == {data.vocabulary.names[c]: round(sum(v) / len(v), 4) for c, v in per_class.items()}
 
 
+def test_zero_shot_reports_colour_and_shape_of_things(registry):
+    """zs_thing_colour / zs_thing_shape: each thing region named again among the 30 thing names only; recounted
+    here with a model whose image feature is a given class's text feature (so its answers are known)."""
+    data = registry.get("dataset", "synth").build({"split": "val", "num_images": 6, "image_size": 48})
+    tokenizer = build_tokenizer(TINY)
+    names = data.vocabulary.names
+    table = F.normalize(torch.randn(len(names), 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    prompts = {tuple(tokenizer([f"{n}"])[0].tolist()): k for k, n in enumerate(names)}
+    regions = [(i, c) for i in range(6) for c in torch.unique(data[i].label).tolist()]
+    # the answer for region r: a stuff class for thing regions 0, 3, 6 ... (wrong, and not a thing), else a
+    # thing with the true colour and the shape moved by one, except every 4th region, answered right
+    from ovframe_synth import world
+
+    def answer(r, c):
+        info = world.CLASSES[c]
+        if r % 4 == 0:
+            return c
+        if info.is_thing and r % 3 == 0:
+            return world.STUFF_IDS[r % 10]
+        if info.is_thing:
+            shapes = list(world.SHAPES)
+            return world.CLASS_INDEX[f"{info.colour} {shapes[(shapes.index(info.shape) + 1) % 5]}"]
+        return world.STUFF_IDS[(world.STUFF_IDS.index(c) + 1) % 10]
+
+    answers = [answer(r, c) for r, (_, c) in enumerate(regions)]
+
+    class Scripted(torch.nn.Module):
+        visual = type("V", (), {"image_size": 16})()
+        calls = 0
+
+        def encode_image(self, x):
+            out = table[answers[self.calls : self.calls + len(x)]]
+            self.calls += len(x)
+            return out
+
+        def encode_text(self, tokens):
+            return table[[prompts[tuple(t.tolist())] for t in tokens]]
+
+    got = zero_shot_regions(Scripted(), tokenizer, data, 6, template="{}", mean=OPENAI_MEAN, std=OPENAI_STD, chunk=7)
+    things = [(r, c) for r, (_, c) in enumerate(regions) if world.CLASSES[c].is_thing]
+    # among thing names only, a thing region answered with a stuff class is named by its best thing score
+    best_thing = []
+    for r, c in things:
+        scores = table[list(world.THING_IDS)] @ table[answers[r]]
+        best_thing.append(world.THING_IDS[int(scores.argmax())])
+    colour = sum(world.CLASSES[b].colour == world.CLASSES[c].colour for (r, c), b in zip(things, best_thing)) / len(things)
+    shape = sum(world.CLASSES[b].shape == world.CLASSES[c].shape for (r, c), b in zip(things, best_thing)) / len(things)
+    assert got["zs_thing_colour"] == pytest.approx(colour) and got["zs_thing_shape"] == pytest.approx(shape)
+    assert 0 < shape < colour < 1
+    by_class: dict[int, list[bool]] = {}
+    for r, (_, c) in enumerate(regions):
+        by_class.setdefault(c, []).append(answers[r] == c)
+    mean = lambda ids: sum(sum(v) / len(v) for c, v in by_class.items() if c in ids) / len([c for c in by_class if c in ids])
+    assert got["zs_macc_things"] == pytest.approx(mean(world.THING_IDS)) and got["zs_macc_stuff"] == pytest.approx(mean(world.STUFF_IDS))
+
+
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_two_gloo_processes_follow_the_single_process_curve(tmp_path):

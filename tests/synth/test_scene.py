@@ -168,6 +168,39 @@ def test_closeups_show_one_large_object_and_leave_other_scenes_alone():
             assert np.array_equal(scene.label, plain.label)
 
 
+def test_cutouts_are_object_photos_cut_from_closeups():
+    """An object photo: the close-up's object on one plain backdrop colour (labelled -1), its box filling
+    the frame up to CUTOUT_MARGIN, its own pixels kept, and captions that name that object alone."""
+    from ovframe_synth.scene import CUTOUT_MARGIN
+
+    spec = WorldSpec(cutouts=0.5)
+    scenes = [make_scene(0, "train", i, spec) for i in range(40)]
+    cutouts = [s for s in scenes if s.cutout]
+    assert 10 <= len(cutouts) <= 30
+    for scene in scenes:
+        if not scene.cutout:  # the other scenes are those of the default world
+            plain = make_scene(0, "train", scene.key[2])
+            assert np.array_equal(scene.image, plain.image) and np.array_equal(scene.label, plain.label)
+            continue
+        (obj,) = scene.objects
+        side = scene.label.shape[0]
+        assert set(np.unique(scene.label).tolist()) == {-1, obj.class_id} and scene.present() == {obj.class_id}
+        assert np.array_equal(scene.label == obj.class_id, obj.visible) and scene.stuff == []
+        backdrop = scene.image[scene.label == -1]
+        assert (backdrop == backdrop[0]).all(), "the backdrop is one plain colour"
+        ys, xs = np.nonzero(obj.visible)
+        for span in (ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()):
+            assert side / (1 + CUTOUT_MARGIN[1]) - 2 <= span <= side / (1 + CUTOUT_MARGIN[0])
+        # its pixels are the close-up's object pixels: the same mean colour
+        closeup = make_scene(0, "train", scene.key[2], WorldSpec(closeups=1.0))
+        source = closeup.image[closeup.objects[0].visible].mean(axis=0)
+        assert np.abs(scene.image[obj.visible].mean(axis=0) - source).max() < 12
+        assert closeup.objects[0].class_id == obj.class_id
+        assert scene.captions[0].mentions == {obj.class_id}
+        assert all(c.mentions <= {obj.class_id} and c.kind == "object" for c in scene.captions)
+        assert len({c.text for c in scene.captions}) == len(scene.captions) == spec.captions
+
+
 def test_twins_differ_in_shapes_only():
     for index in range(30):
         base = make_scene(0, "train", index)
