@@ -108,6 +108,10 @@ def _is_text(annotation: Any) -> bool:
     return False
 
 
+def _is_optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
 def _annotation_at(path: KeyPath, tree: Tree, registry: Registry) -> Any:
     """The schema's type at `path`, when the schema knows it (for typing `-o` values)."""
     head, rest = path[0], path[1:]
@@ -136,8 +140,9 @@ def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, or
         path, raw = parse_override(text, origin)
         where = tree.where(path) or Location(origin)
         where = dataclasses.replace(where, note=f"set by -o {text}")
-        if _is_text(_annotation_at(path, tree, registry)):
-            value: Any = raw
+        annotation = _annotation_at(path, tree, registry)
+        if _is_text(annotation):  # text is taken as written, except null for an optional one
+            value: Any = None if raw.strip() in ("null", "~") and _is_optional(annotation) else raw
         else:
             try:
                 value = yaml.safe_load(raw) if raw.strip() else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support import write
 
@@ -188,3 +190,11 @@ def test_yaml_anchors_and_merge_keys(tmp_path, toy_registry):
     with pytest.raises(RecipeError) as e:
         load_recipe(dup, registry=toy_registry)
     assert problem(e)[:2] == (f"{dup}:5:3", "fuser.lam")
+
+
+def test_null_override_clears_an_optional_text_option(registry):
+    """`-o adapter.weights=null` means no file (None), not a file named "null"; a required text keeps it."""
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
+    recipe = load_recipe(demo, ["adapter.weights=null", "name=null"], registry=registry)
+    assert recipe.section("adapter").config.weights is None
+    assert recipe.name == "null"
