@@ -98,6 +98,11 @@ class TrainProposalsConfig(TrainingConfig):
     mask_weight: float = Field(20.0, ge=0, description="weight of the sigmoid focal loss and matching cost")
     dice_weight: float = Field(1.0, ge=0, description="weight of the dice loss and matching cost")
     deep_supervision: bool = Field(True, description="apply the loss to every decoder layer")
+    ignore_pixels: Literal["negative", "excluded"] = Field(
+        "negative",
+        description="ignore-label pixels (unseen classes, padding): negative counts them as background of every target "
+        "mask (detectron2's MaskFormer, the reference); excluded leaves them out of the mask losses and matching costs",
+    )
     # data
     crop_size: int = Field(640, ge=16, description="square training crop (R101c: 512)")
     min_size_train: list[int] | None = Field(

@@ -9,6 +9,8 @@ Per layer (each layer is matched on its own, as the reference does):
 Predicted masks are upsampled (bilinear) to the targets' resolution. num_masks is the number of target
 masks in the batch averaged over processes (at least 1), so that DDP's gradient average equals the
 single-process gradient of the whole batch.
+With targets[b]["valid"] [H, W] (train-proposals' `ignore_pixels: excluded`), the focal and dice terms
+and the matching costs count only those pixels; without it every pixel counts, ignore ones as background.
 """
 
 from __future__ import annotations
@@ -21,19 +23,23 @@ import torch.nn.functional as F
 from .matcher import FOCAL_ALPHA, FOCAL_GAMMA, hungarian_match
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
-    """logits, targets [M, P] -> sum over masks of the mean over pixels, / num_masks."""
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA,
+                       valid: torch.Tensor | None = None) -> torch.Tensor:
+    """logits, targets [M, P] -> sum over masks of the mean over pixels (those where valid [M, P] is 1), / num_masks."""
     prob = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = prob * targets + (1 - prob) * (1 - targets)
     loss = ce * (1 - p_t) ** gamma
     loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss.mean(1).sum() / num_masks
+    if valid is None:
+        return loss.mean(1).sum() / num_masks
+    return ((loss * valid).sum(1) / valid.sum(1).clamp(min=1)).sum() / num_masks
 
 
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
-    """logits, targets [M, P] -> sum over masks of 1 - (2|p t| + 1) / (|p| + |t| + 1), / num_masks."""
-    prob = logits.sigmoid()
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """logits, targets [M, P] -> sum over masks of 1 - (2|p t| + 1) / (|p| + |t| + 1), / num_masks
+    (predictions outside valid [M, P] not counted)."""
+    prob = logits.sigmoid() if valid is None else logits.sigmoid() * valid
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)
     return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
@@ -77,10 +83,13 @@ class SetCriterion:
             return {"ce": ce, "focal": zero, "dice": zero}
         src_masks = F.interpolate(src_masks[:, None], size=tgt_masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         src_masks, tgt_masks = src_masks.flatten(1), tgt_masks.flatten(1)
+        valid = None
+        if "valid" in targets[0]:  # one row per matched mask: the valid pixels of its image
+            valid = torch.cat([targets[b]["valid"][None].expand(len(j), -1, -1) for b, (_, j) in enumerate(indices)]).flatten(1).to(src_masks)
         return {
             "ce": ce,
-            "focal": sigmoid_focal_loss(src_masks, tgt_masks, num_masks),
-            "dice": dice_loss(src_masks, tgt_masks, num_masks),
+            "focal": sigmoid_focal_loss(src_masks, tgt_masks, num_masks, valid=valid),
+            "dice": dice_loss(src_masks, tgt_masks, num_masks, valid=valid),
         }
 
     def __call__(self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ovframe import BadInput, SampleError, Task, Vocabulary
+from ovframe import IGNORE_INDEX, BadInput, SampleError, Task, Vocabulary
 from ovframe.runner import RunContext
 
 from .config import TrainProposalsConfig
@@ -154,6 +154,8 @@ class TrainProposals(Task):
                 {
                     "labels": e.labels.to(ctx.device),
                     "masks": torch.nn.functional.pad(e.masks.float(), (0, wp - w, 0, hp - h)).to(ctx.device),
+                    **({"valid": torch.nn.functional.pad((e.label != IGNORE_INDEX).float(), (0, wp - w, 0, hp - h)).to(ctx.device)}
+                       if cfg.ignore_pixels == "excluded" else {}),
                 }
                 for e in examples
             ]

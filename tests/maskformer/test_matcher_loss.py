@@ -127,3 +127,43 @@ def test_deep_supervision_sums_every_layer_with_weights_1_20_1():
     last_only, _ = SetCriterion(deep_supervision=False)(outputs, targets)
     p = crit.layer_loss(outputs["pred_logits"][2], outputs["pred_masks"][2], targets, 2.0)
     assert last_only.item() == pytest.approx(p["ce"].item() + 20 * p["focal"].item() + p["dice"].item(), rel=1e-6)
+
+
+def test_excluded_pixels_count_in_neither_the_loss_nor_the_matching():
+    """With targets' "valid" maps (ignore_pixels: excluded), the mask terms are the NumPy formulas over the
+    valid pixels only, and what the network predicts on the other pixels changes nothing."""
+    g = torch.Generator().manual_seed(11)
+    b, q, k = 2, 4, 3
+    logits = torch.randn(b, q, k + 1, generator=g)
+    masks = torch.randn(b, q, 6, 6, generator=g)
+    valid = [torch.rand(6, 6, generator=g) > 0.3 for _ in range(b)]
+    targets = [
+        {"labels": torch.tensor([0, 2]), "masks": (torch.rand(2, 6, 6, generator=g) > 0.5) & valid[0], "valid": valid[0].float()},
+        {"labels": torch.tensor([1]), "masks": (torch.rand(1, 6, 6, generator=g) > 0.4) & valid[1], "valid": valid[1].float()},
+    ]
+    crit = SetCriterion()
+    parts = crit.layer_loss(logits, masks, targets, num_masks=3.0)
+    indices = hungarian_match(logits, masks, targets)
+    focal = dice = 0.0
+    for bi, (rows, cols) in enumerate(indices):
+        keep = valid[bi].numpy().ravel()
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            t = targets[bi]["masks"][j].double().numpy().ravel()[keep]
+            x = masks[bi, i].double().numpy().ravel()[keep]
+            focal += np_focal(x, t)
+            dice += np_dice(x, t)
+    assert parts["focal"].item() == pytest.approx(focal / 3.0, rel=1e-5)
+    assert parts["dice"].item() == pytest.approx(dice / 3.0, rel=1e-5)
+
+    scrambled = masks.clone()
+    for bi in range(b):
+        scrambled[bi][:, ~valid[bi]] = torch.randn(q, int((~valid[bi]).sum()), generator=g) * 10
+    again = crit.layer_loss(logits, scrambled, targets, num_masks=3.0)
+    assert [(r.tolist(), c.tolist()) for r, c in hungarian_match(logits, scrambled, targets)] == [(r.tolist(), c.tolist()) for r, c in indices]
+    for key in ("focal", "dice"):
+        assert again[key].item() == pytest.approx(parts[key].item(), rel=1e-6)
+    # all pixels valid: the reference loss exactly
+    full = [{**t, "valid": torch.ones(6, 6)} for t in targets]
+    plain = [{k: v for k, v in t.items() if k != "valid"} for t in targets]
+    for key, value in crit.layer_loss(logits, masks, full, 3.0).items():
+        assert value.item() == pytest.approx(crit.layer_loss(logits, masks, plain, 3.0)[key].item(), rel=1e-6)

@@ -168,6 +168,27 @@ def test_unseen_classes_are_never_trained_on(tmp_path):
         assert json.loads(f.metadata()["ovframe.maskformer.classes"]) == ["sky", "grass", "red square"]
 
 
+@pytest.mark.parametrize("ignore_pixels", ["negative", "excluded"])
+def test_ignore_pixels_reach_the_loss_as_the_option_says(tmp_path, monkeypatch, ignore_pixels):
+    """excluded: each target carries a valid map, 0 exactly on unseen-class and padding pixels (here every
+    other pixel belongs to a trained class); negative (the reference): no valid map, all pixels count."""
+    from ovframe_maskformer import loss as loss_module
+
+    batches = []
+    original = loss_module.SetCriterion.__call__
+    monkeypatch.setattr(loss_module.SetCriterion, "__call__", lambda self, out, targets: (batches.append(targets), original(self, out, targets))[1])
+    registry = make_registry()
+    recipe = write_recipe(tmp_path, ignore_pixels, steps=1, dataset={"unseen": ["yellow disc"]}, task={"ignore_pixels": ignore_pixels})
+    run_recipe(load_recipe(recipe, registry=registry), registry)
+    for target in batches[0]:
+        if ignore_pixels == "negative":
+            assert "valid" not in target
+            continue
+        valid = target["valid"].bool()
+        assert valid.any() and not valid.all()
+        assert torch.equal(target["masks"].bool().any(0), valid)
+
+
 def test_mapper_makes_one_mask_per_class_and_ignores_unseen():
     cfg = TrainProposalsConfig(crop_size=48, min_size_train=[40, 48, 56], color_aug=True)
     mapper = SemanticMapper(cfg, torch.tensor([0, 1, 2, -1]))  # dataset class 3 is not trained on
