@@ -19,6 +19,7 @@ lower case, words from common English.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -263,26 +264,20 @@ def write_captions(rng: np.random.Generator, objects: list[ObjectFacts], stuff: 
     if not objects or not stuff:
         raise ValueError("a scene needs at least one object and one stuff region to be captioned")
     writer = _Writer(rng, objects, stuff)
-    out: list[Caption] = []
-    texts: set[str] = set()
-    tries = 0
-    while len(out) < n and tries < 20 * n:
-        tries += 1
-        kind = "inventory" if not out else KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))]
-        writer.named = set()
-        text = {
-            "inventory": writer.inventory,
-            "relation": writer.relation,
-            "on-stuff": writer.on_stuff,
-            "layout": writer.layout_only,
-            "pair": writer.pair,
-            "shapes": writer.shapes,
-        }[kind]()
-        if text is None or text in texts:
-            continue
-        texts.add(text)
-        out.append(Caption(text, frozenset(writer.named), kind))
-    return out
+    kinds = {
+        "inventory": writer.inventory,
+        "relation": writer.relation,
+        "on-stuff": writer.on_stuff,
+        "layout": writer.layout_only,
+        "pair": writer.pair,
+        "shapes": writer.shapes,
+    }
+
+    def caption(first: bool) -> tuple[str | None, str]:
+        kind = "inventory" if first else KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))]
+        return kinds[kind](), kind
+
+    return _distinct(writer, n, caption)
 
 
 CUTOUT_FORMS = ("{}{}.", "{}{} on a plain background.", "{}{}, isolated.", "{}{} against a plain backdrop.")
@@ -293,16 +288,26 @@ def write_cutout_captions(rng: np.random.Generator, obj: ObjectFacts, n: int) ->
     alone ("a photo of a striped red star.", "a red star on a plain background."), as such photos are
     captioned; the first always names its class."""
     writer = _Writer(rng, [obj], [])
+
+    def caption(first: bool) -> tuple[str | None, str]:
+        thing = writer.thing(obj, partial=not first)
+        return writer.pick(CUTOUT_FORMS).format(writer.pick(PHOTO_OF), thing), "object"
+
+    return _distinct(writer, n, caption)
+
+
+def _distinct(writer: _Writer, n: int, caption: Callable[[bool], tuple[str | None, str]]) -> list[Caption]:
+    """Up to n distinct captions from caption(first) -> (text or None, kind), within 20 n tries; each
+    records the classes the writer named while writing it."""
     out: list[Caption] = []
     texts: set[str] = set()
-    tries = 0
-    while len(out) < n and tries < 20 * n:
-        tries += 1
+    for _ in range(20 * n):
+        if len(out) == n:
+            break
         writer.named = set()
-        thing = writer.thing(obj, partial=bool(out))
-        text = writer.pick(CUTOUT_FORMS).format(writer.pick(PHOTO_OF), thing)
-        if text in texts:
+        text, kind = caption(not out)
+        if text is None or text in texts:
             continue
         texts.add(text)
-        out.append(Caption(text, frozenset(writer.named), "object"))
+        out.append(Caption(text, frozenset(writer.named), kind))
     return out
