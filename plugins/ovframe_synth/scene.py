@@ -226,14 +226,19 @@ def _place(rng, spec: WorldSpec, cls: world.ClassInfo) -> _Placed:
     angle = float(rng.uniform(-tilt, tilt))
     pattern = PATTERN_NAMES[int(rng.integers(len(PATTERN_NAMES)))]
     raster = rasterise(cls.shape, float(cy), float(cx), r, angle)
+    return _Placed(cls.index, pattern, float(cy), float(cx), r, angle, raster, _in_frame(raster, s), int(raster.mask.sum()))
+
+
+def _in_frame(raster, size: int) -> np.ndarray:
+    """bool [size, size]: the part of a rasterised shape inside the frame."""
     full = raster.mask
-    mask = np.zeros((s, s), bool)
+    mask = np.zeros((size, size), bool)
     y0, x0 = raster.y0, raster.x0
     ya, xa = max(0, y0), max(0, x0)
-    yb, xb = min(s, y0 + full.shape[0]), min(s, x0 + full.shape[1])
+    yb, xb = min(size, y0 + full.shape[0]), min(size, x0 + full.shape[1])
     if yb > ya and xb > xa:
         mask[ya:yb, xa:xb] = full[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    return _Placed(cls.index, pattern, float(cy), float(cx), r, angle, raster, mask, int(full.sum()))
+    return mask
 
 
 def sample_objects(rng: np.random.Generator, spec: WorldSpec, regions: np.ndarray) -> list[_Placed]:
@@ -323,13 +328,8 @@ def reshaped(p: _Placed, shift: int, size: int) -> _Placed:
     shape = names[(names.index(cls.shape) + shift) % len(names)]
     angle = float(np.clip(p.angle, -tilt_range(shape), tilt_range(shape)))
     raster = rasterise(shape, p.cy, p.cx, p.size, angle)
-    full = raster.mask
-    mask = np.zeros((size, size), bool)
-    y0, x0 = raster.y0, raster.x0
-    ya, xa, yb, xb = max(0, y0), max(0, x0), min(size, y0 + full.shape[0]), min(size, x0 + full.shape[1])
-    if yb > ya and xb > xa:
-        mask[ya:yb, xa:xb] = full[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    return _Placed(world.CLASS_INDEX[f"{cls.colour} {shape}"], p.pattern, p.cy, p.cx, p.size, angle, raster, mask, int(full.sum()))
+    return _Placed(world.CLASS_INDEX[f"{cls.colour} {shape}"], p.pattern, p.cy, p.cx, p.size, angle, raster,
+                   _in_frame(raster, size), int(raster.mask.sum()))
 
 
 def make_scene(seed: int, split: str, index: int, spec: WorldSpec = WorldSpec(), shape_shift: int = 0) -> Scene:

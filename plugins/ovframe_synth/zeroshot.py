@@ -82,21 +82,21 @@ def zero_shot_regions(
         seen = torch.tensor(vocabulary.seen)[truth] if len(truth) else torch.zeros(0, dtype=torch.bool)
         out.update(zs_acc_seen=_mean(correct[seen]), zs_acc_unseen=_mean(correct[~seen]),
                    zs_macc_seen=_class_mean(correct[seen], truth[seen]), zs_macc_unseen=_class_mean(correct[~seen], truth[~seen]))
-    out.update(_attributes(score, truth, vocabulary.names))
+    out.update(_attributes(score, truth, correct, vocabulary.names))
     out["zs_per_class"] = {vocabulary.names[c]: round(float(correct[truth == c].float().mean()), 4) for c in torch.unique(truth).tolist()}
     return out
 
 
-def _attributes(score: torch.Tensor, truth: torch.Tensor, names: Sequence[str]) -> dict[str, float]:
+def _attributes(score: torch.Tensor, truth: torch.Tensor, correct: torch.Tensor, names: Sequence[str]) -> dict[str, float]:
     """Colour and shape of thing regions (named among the vocabulary's thing names only), and the class
-    mean over things and over stuff; {} for a vocabulary with no world thing name. score: [R, K]."""
+    mean over things and over stuff; {} for a vocabulary with no world thing name. score: [R, K];
+    correct: bool [R], whether each region's best name among all K is its class."""
     info = [world.CLASSES[world.CLASS_INDEX[n]] if n in world.CLASS_INDEX else None for n in names]
     things = [k for k, c in enumerate(info) if c is not None and c.is_thing]
     if not things or not len(truth):
         return {}
     is_thing = torch.tensor([c is not None and c.is_thing for c in info])[truth]
     is_stuff = torch.tensor([c is not None and not c.is_thing for c in info])[truth]
-    correct = score.argmax(dim=1) == truth
     out = {"zs_macc_things": _class_mean(correct[is_thing], truth[is_thing]),
            "zs_macc_stuff": _class_mean(correct[is_stuff], truth[is_stuff])}
     rows = torch.nonzero(is_thing).flatten().tolist()
