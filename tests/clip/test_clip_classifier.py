@@ -115,7 +115,8 @@ def test_results_do_not_depend_on_the_chunk_size(tiny):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a.valid, b.valid)
-            torch.testing.assert_close(a.probs, b.probs, rtol=0, atol=1e-6)
+            # batched matmuls reduce in a batch-size dependent order: float32 noise only
+            torch.testing.assert_close(a.probs, b.probs, rtol=0, atol=1e-5)
 
 
 def test_empty_and_invalid_proposals_never_crash(tiny):
