@@ -107,24 +107,36 @@ class Proposals:
 
     mask_logits:  float [N, H, W] at the image's resolution; sigmoid gives the soft mask.
     class_logits: float [N, K+1] against the vocabulary, the last column is "no object";
-        None for class-agnostic generators (SAM, ground-truth masks).
+        None for class-agnostic generators (SAM, ground-truth masks). A row of NaN says "this proposal
+        has no class opinion" (a `union` of a class-agnostic and a classifying generator): fusers use
+        the region classifier's opinion alone for that row (`has_classes`).
+    quality:      named per-proposal scores {name: float [N]}, higher is better, that the generator
+        computed (SAM: "predicted_iou", "stability"); empty when it has none. A fuser may use them.
     """
 
     mask_logits: torch.Tensor
     class_logits: torch.Tensor | None = None
+    quality: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mask_logits.ndim != 3:
             raise ValueError(f"mask_logits must be [N,H,W], got {tuple(self.mask_logits.shape)}")
-        if self.class_logits is not None and (
-            self.class_logits.ndim != 2 or self.class_logits.shape[0] != self.mask_logits.shape[0]
-        ):
-            raise ValueError(
-                f"class_logits must be [N={self.mask_logits.shape[0]}, K+1], got {tuple(self.class_logits.shape)}"
-            )
+        n = self.mask_logits.shape[0]
+        if self.class_logits is not None and (self.class_logits.ndim != 2 or self.class_logits.shape[0] != n):
+            raise ValueError(f"class_logits must be [N={n}, K+1], got {tuple(self.class_logits.shape)}")
+        for name, score in self.quality.items():
+            if tuple(score.shape) != (n,):
+                raise ValueError(f"quality[{name!r}] must be [N={n}], got {tuple(score.shape)}")
 
     def __len__(self) -> int:
         return int(self.mask_logits.shape[0])
+
+    @property
+    def has_classes(self) -> torch.Tensor:
+        """bool [N]: True for the rows of class_logits that hold a class opinion (none when it is None)."""
+        if self.class_logits is None:
+            return torch.zeros(len(self), dtype=torch.bool, device=self.mask_logits.device)
+        return ~self.class_logits.isnan().any(dim=1)
 
 
 @dataclass(frozen=True)

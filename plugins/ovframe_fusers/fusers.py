@@ -2,6 +2,7 @@
 
     p_proposal = softmax(class_logits)[:, :K]        (no-object column dropped after the softmax)
     p          = p_proposal^(1-λ) · p_clip^λ          (λ per class: α seen, β unseen in the seen/unseen variant)
+                 rows without a class opinion (NaN class_logits, from a `union`): p = p_clip (λ = 1)
     semseg[k]  = Σ_q p[q, k] · sigmoid(mask_logits[q])  then argmax over k (no background, no threshold)
 """
 
@@ -25,6 +26,14 @@ def proposal_probs(class_logits: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"unknown proposal_probs mode {mode!r}")
 
 
+def opinion(proposals: Proposals, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generator's class opinion: probabilities [N, K] (zero rows where it has none) and has_classes [N]."""
+    assert proposals.class_logits is not None
+    has = proposals.has_classes
+    logits = torch.where(has[:, None], proposals.class_logits, torch.zeros_like(proposals.class_logits))
+    return proposal_probs(logits, mode) * has[:, None], has
+
+
 def semantic_fusion(probs: torch.Tensor, mask_logits: torch.Tensor) -> Segmentation:
     """probs [N, K], mask_logits [N, H, W] -> Segmentation with scores [K, H, W]."""
     scores = torch.einsum("qk,qhw->khw", probs.float(), mask_logits.float().sigmoid())
@@ -32,12 +41,18 @@ def semantic_fusion(probs: torch.Tensor, mask_logits: torch.Tensor) -> Segmentat
 
 
 def geometric_ensemble(
-    p_proposal: torch.Tensor, scores: RegionScores, clip_weight: torch.Tensor, invalid_regions: str
+    p_proposal: torch.Tensor, scores: RegionScores, clip_weight: torch.Tensor, invalid_regions: str,
+    has_classes: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """p_proposal [N, K], clip_weight [K] (λ per class) -> [N, K]."""
+    """p_proposal [N, K], clip_weight [K] (λ per class) -> [N, K]. Rows where has_classes [N] is False
+    carry no proposal opinion: their λ is 1 (p = p_clip) and their p_proposal is not read."""
     valid = scores.valid.to(p_proposal.device)[:, None]
     p_clip = torch.where(valid, scores.probs.float().to(p_proposal.device), torch.ones_like(p_proposal))
-    w = clip_weight.to(p_proposal)
+    w = clip_weight.to(p_proposal).expand_as(p_proposal)
+    if has_classes is not None:
+        has = has_classes.to(p_proposal.device)[:, None]
+        w = torch.where(has, w, torch.ones_like(w))
+        p_proposal = torch.where(has, p_proposal, torch.ones_like(p_proposal))
     fused = p_proposal.pow(1.0 - w) * p_clip.pow(w)
     if invalid_regions == "drop":
         fused = fused * valid
@@ -62,7 +77,8 @@ class ProposalOnly(Fuser):
         for p in proposals:
             if p.class_logits is None:
                 raise ValueError("proposal-only needs class logits from the proposal generator")
-            out.append(semantic_fusion(proposal_probs(p.class_logits, self.config.proposal_probs), p.mask_logits))
+            probs, _ = opinion(p, self.config.proposal_probs)  # rows without a class opinion contribute nothing
+            out.append(semantic_fusion(probs, p.mask_logits))
         return out
 
 
@@ -96,8 +112,8 @@ class GeometricEnsemble(Fuser):
         for p, s in zip(proposals, scores):
             if p.class_logits is None:
                 raise ValueError(f"{self.name} needs class logits from the proposal generator; use clip-only")
-            p_prop = proposal_probs(p.class_logits, self.config.proposal_probs)
-            fused = geometric_ensemble(p_prop, s, weights, self.config.invalid_regions)
+            p_prop, has = opinion(p, self.config.proposal_probs)
+            fused = geometric_ensemble(p_prop, s, weights, self.config.invalid_regions, has)
             out.append(semantic_fusion(fused.to(p.mask_logits.device), p.mask_logits))
         return out
 

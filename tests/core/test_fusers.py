@@ -98,3 +98,55 @@ def test_no_proposals_gives_a_map_of_zeros():
     scores = RegionScores(torch.zeros(0, K), torch.zeros(0, dtype=torch.bool))
     seg = fuser("geometric-ensemble").fuse([empty], [scores], VOCAB)[0]
     assert seg.scores.shape == (K, H, W) and not seg.scores.any()
+
+
+@pytest.fixture
+def mixed(inputs):
+    """Rows 1, 4 and 5 carry no class opinion (NaN rows, as a `union` of SAM and MaskFormer gives)."""
+    proposals, scores, masks, cls, p_clip, valid = inputs
+    has = np.array([True, False, True, True, False, False, True])
+    cls = np.where(has[:, None], cls, np.nan)
+    mixed = Proposals(proposals.mask_logits, torch.tensor(cls, dtype=torch.float32))
+    return mixed, scores, masks, cls, p_clip, valid, has
+
+
+def test_rows_without_class_opinion_are_flagged(mixed):
+    proposals, *_, has = mixed
+    np.testing.assert_array_equal(proposals.has_classes.numpy(), has)
+    assert not Proposals(torch.zeros(3, H, W)).has_classes.any()
+
+
+@pytest.mark.parametrize("invalid_regions", ["clip-ones", "drop"])
+def test_geometric_ensemble_uses_clip_alone_where_the_proposal_has_no_opinion(mixed, invalid_regions):
+    proposals, scores, masks, cls, p_clip, valid, has = mixed
+    lam = 0.7
+    clip = np.where(valid[:, None], p_clip, 1.0)
+    p = np.zeros((N, K))
+    for q in range(N):
+        p[q] = softmax(cls[q])[:K] ** (1 - lam) * clip[q] ** lam if has[q] else clip[q]
+    if invalid_regions == "drop":
+        p = p * valid[:, None]
+    seg = fuser("geometric-ensemble", lam=lam, invalid_regions=invalid_regions).fuse([proposals], [scores], VOCAB)[0]
+    assert torch.isfinite(seg.scores).all()
+    check(seg, semseg(p, masks))
+
+
+def test_seen_unseen_ensemble_uses_clip_alone_where_the_proposal_has_no_opinion(mixed):
+    proposals, scores, masks, cls, p_clip, valid, has = mixed
+    clip = np.where(valid[:, None], p_clip, 1.0)
+    w = np.array([0.4, 0.4, 0.8, 0.8])
+    p = np.stack([softmax(cls[q])[:K] ** (1 - w) * clip[q] ** w if has[q] else clip[q] for q in range(N)])
+    check(fuser("geometric-ensemble-seen-unseen").fuse([proposals], [scores], VOCAB)[0], semseg(p, masks))
+
+
+def test_proposal_only_ignores_rows_without_class_opinion(mixed):
+    proposals, _, masks, cls, _, _, has = mixed
+    p = np.stack([softmax(cls[q])[:K] if has[q] else np.zeros(K) for q in range(N)])
+    check(fuser("proposal-only").fuse([proposals], None, VOCAB)[0], semseg(p, masks))
+
+
+def test_proposal_quality_scores_are_checked_against_the_proposal_count():
+    masks = torch.zeros(3, H, W)
+    assert Proposals(masks, quality={"predicted_iou": torch.ones(3)}).quality["predicted_iou"].shape == (3,)
+    with pytest.raises(ValueError, match="quality"):
+        Proposals(masks, quality={"predicted_iou": torch.ones(2)})
