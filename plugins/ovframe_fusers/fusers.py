@@ -2,12 +2,14 @@
 
     p_proposal = softmax(class_logits)[:, :K]        (no-object column dropped after the softmax)
     p          = p_proposal^(1-λ) · p_clip^λ          (λ per class: α seen, β unseen in the seen/unseen variant)
-                 rows without a class opinion (NaN class_logits, from a `union`): p = p_clip (λ = 1)
+                 rows without a class opinion (NaN class_logits, from a `union`; every row when the
+                 generator is class-agnostic, e.g. SAM): p = p_clip (λ = 1), as clip-only fuses them
     semseg[k]  = Σ_q p[q, k] · sigmoid(mask_logits[q])  then argmax over k (no background, no threshold)
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import torch
@@ -15,6 +17,8 @@ import torch
 from ovframe import Fuser, Proposals, RegionScores, Segmentation, Vocabulary
 
 from .config import ClipOnlyConfig, GeometricEnsembleConfig, ProposalOnlyConfig, SeenUnseenEnsembleConfig
+
+log = logging.getLogger("ovframe")
 
 
 def proposal_probs(class_logits: torch.Tensor, mode: str) -> torch.Tensor:
@@ -26,10 +30,11 @@ def proposal_probs(class_logits: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"unknown proposal_probs mode {mode!r}")
 
 
-def opinion(proposals: Proposals, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+def opinion(proposals: Proposals, mode: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The generator's class opinion: probabilities [N, K] (zero rows where it has none) and has_classes [N]."""
-    assert proposals.class_logits is not None
     has = proposals.has_classes
+    if proposals.class_logits is None:
+        return torch.zeros(len(proposals), k, device=has.device), has
     logits = torch.where(has[:, None], proposals.class_logits, torch.zeros_like(proposals.class_logits))
     return proposal_probs(logits, mode) * has[:, None], has
 
@@ -77,7 +82,7 @@ class ProposalOnly(Fuser):
         for p in proposals:
             if p.class_logits is None:
                 raise ValueError("proposal-only needs class logits from the proposal generator")
-            probs, _ = opinion(p, self.config.proposal_probs)  # rows without a class opinion contribute nothing
+            probs, _ = opinion(p, self.config.proposal_probs, len(vocabulary))  # rows without a class opinion contribute nothing
             out.append(semantic_fusion(probs, p.mask_logits))
         return out
 
@@ -99,8 +104,13 @@ class ClipOnly(Fuser):
 
 
 class GeometricEnsemble(Fuser):
+    """Class-agnostic proposals (SAM) are accepted: every row then has no proposal opinion (p = p_clip)."""
+
     name = "geometric-ensemble"
     Config = GeometricEnsembleConfig
+    needs_proposal_classes = False
+
+    _told = False
 
     def clip_weights(self, vocabulary: Vocabulary) -> torch.Tensor:
         return torch.full((len(vocabulary),), float(self.config.lam))
@@ -110,9 +120,10 @@ class GeometricEnsemble(Fuser):
         weights = self.clip_weights(vocabulary)
         out = []
         for p, s in zip(proposals, scores):
-            if p.class_logits is None:
-                raise ValueError(f"{self.name} needs class logits from the proposal generator; use clip-only")
-            p_prop, has = opinion(p, self.config.proposal_probs)
+            if p.class_logits is None and not self._told:
+                log.info("%s: the proposals carry no class opinion, so the classifier alone labels them (as clip-only)", self.name)
+                self._told = True
+            p_prop, has = opinion(p, self.config.proposal_probs, len(vocabulary))
             fused = geometric_ensemble(p_prop, s, weights, self.config.invalid_regions, has)
             out.append(semantic_fusion(fused.to(p.mask_logits.device), p.mask_logits))
         return out

@@ -150,3 +150,13 @@ def test_proposal_quality_scores_are_checked_against_the_proposal_count():
     assert Proposals(masks, quality={"predicted_iou": torch.ones(3)}).quality["predicted_iou"].shape == (3,)
     with pytest.raises(ValueError, match="quality"):
         Proposals(masks, quality={"predicted_iou": torch.ones(2)})
+
+
+@pytest.mark.parametrize("name", ["geometric-ensemble", "geometric-ensemble-seen-unseen"])
+def test_ensembles_take_class_agnostic_proposals_as_clip_only(inputs, name):
+    """Swapping SAM (no class logits) into an ensemble recipe: every row has no proposal opinion."""
+    proposals, scores, masks, _, p_clip, valid = inputs
+    agnostic = Proposals(proposals.mask_logits)
+    for invalid_regions, fill in (("clip-ones", 1.0), ("drop", 0.0)):
+        seg = fuser(name, invalid_regions=invalid_regions).fuse([agnostic], [scores], VOCAB)[0]
+        check(seg, semseg(np.where(valid[:, None], p_clip, fill), masks))

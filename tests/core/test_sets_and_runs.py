@@ -61,7 +61,7 @@ def test_a_run_directory_of_another_recipe_is_never_overwritten(oracle_recipe, t
 
 
 def test_fuser_without_its_inputs_fails_before_any_image(oracle_recipe, toy_registry):
-    recipe = load_recipe(oracle_recipe, ["fuser.plugin=geometric-ensemble"], registry=toy_registry)
+    recipe = load_recipe(oracle_recipe, ["fuser.plugin=proposal-only"], registry=toy_registry)
     with pytest.raises(BadInput, match="class-agnostic"):
         run_recipe(recipe, toy_registry)
 
@@ -97,7 +97,7 @@ def test_variants_cross_the_matrix_and_a_failing_variant_is_a_row(tmp_path, toy_
         overrides: {task.visualize: 0}
         variants:
           oracle: {}
-          broken: {fuser.plugin: geometric-ensemble}
+          broken: {fuser.plugin: proposal-only}
         matrix:
           dataset.n: [2, 3]
         """,
