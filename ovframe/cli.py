@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("run", help="run a recipe or a recipe set", description="Run a recipe (one pipeline) or a recipe set (every variant, one results table). Re-running resumes.")
-    p.add_argument("recipe", metavar="RECIPE", help="a recipe or recipe-set YAML file")
+    p.add_argument("recipe", metavar="RECIPE", help="a recipe or recipe-set YAML file, or a shipped recipe's name (`ovframe recipes`)")
     _add_overrides(p)
     p.add_argument("--fresh", action="store_true", help="start over; the previous run directory is kept as <dir>.prev-<time>")
     p.add_argument("--dry-run", action="store_true", help="validate and list what would run, run nothing")
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", metavar="RECIPE")
     _add_overrides(p)
 
+    p = sub.add_parser("recipes", help="list the recipes shipped with ovframe", description="List the shipped recipes, by the name `ovframe run NAME` takes, with what each one is.")
+    p.add_argument("--paths", action="store_true", help="also print where each file is")
+
     p = sub.add_parser("plugins", help="list installed plugins and their components", description="List plugins, their versions, hooks and the components they add.")
     p.add_argument("--json", action="store_true", help="machine-readable output (with each component's options schema)")
 
@@ -76,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     vocab = p.add_mutually_exclusive_group(required=True)
     vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,wall"')
     vocab.add_argument("--vocab-file", help="a text file with one class name per line")
-    p.add_argument("--recipe", help="the pipeline to use (default: recipes/demo.yaml)")
+    p.add_argument("--recipe", help="the pipeline to use: a recipe file or a shipped recipe's name (default: demo)")
     p.add_argument("--out", default="runs/predict", help="run folder; pictures go to OUT/predictions/ (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=None, help="images per pipeline call")
     _add_overrides(p)
@@ -121,14 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load_any(path: str, overrides: Sequence[str]):
     """A recipe, or the list of a recipe set's variant recipes."""
     from .recipes import expand, is_recipe_set, load_tree, validate_set
+    from .recipes.locate import locate_recipe
     from .recipes.resolve import apply_overrides
     from .recipes.schema import validate
     from .recipes.source import load_yaml_file
     from .registry import get_registry
 
     registry = get_registry()
-    if not Path(path).is_file():
-        raise BadInput(f"{path}: no such recipe file")
+    path = str(locate_recipe(path))
     raw = load_yaml_file(Path(path))
     if is_recipe_set(raw):
         rset = expand(path, raw)
@@ -139,16 +142,19 @@ def _load_any(path: str, overrides: Sequence[str]):
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .errors import RecipeError
+    from .recipes.locate import find_shipped
 
     files: list[Path] = []
     for item in args.paths:
         path = Path(item)
+        if not path.exists():  # `recipes`, `recipes/synth`, `demo`: the shipped ones
+            path = find_shipped(item, folder=True) or find_shipped(item) or path
         if path.is_dir():
             files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
         elif path.is_file():
             files.append(path)
         else:
-            raise BadInput(f"{item}: no such file or folder")
+            raise BadInput(f"{item}: no such file or folder, and no shipped recipe of that name")
     failed = 0
     for f in files:
         try:
@@ -185,15 +191,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     registry = get_registry()
     from .recipes import expand, is_recipe_set
+    from .recipes.locate import locate_recipe
     from .recipes.source import load_yaml_file
 
-    if not Path(args.recipe).is_file():
-        raise BadInput(f"{args.recipe}: no such recipe file")
-    raw = load_yaml_file(Path(args.recipe))
+    recipe_path = locate_recipe(args.recipe)
+    raw = load_yaml_file(recipe_path)
     if is_recipe_set(raw):
         from .sets_runner import run_set
 
-        rset = expand(args.recipe, raw)
+        rset = expand(recipe_path, raw)
         if args.dry_run:
             from .recipes import validate_set
 
@@ -204,7 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"  {v.name}: {settings or '(the base recipe)'}")
             return 0
         return run_set(rset, registry, args.overrides, fresh=args.fresh)
-    _, recipe = _load_any(args.recipe, args.overrides)
+    _, recipe = _load_any(str(recipe_path), args.overrides)
     _complete(recipe)
     if args.dry_run:
         import yaml
@@ -216,6 +222,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = run_recipe(recipe, registry, fresh=args.fresh)
     print(json.dumps(metrics, indent=2, default=str))
     return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .recipes.locate import shipped_recipes
+    from .recipes.source import load_yaml_file
+
+    rows = []
+    for name, path in shipped_recipes():
+        data = load_yaml_file(path).data
+        data = data if isinstance(data, dict) else {}
+        kind = "set" if "base" in data else "fragment" if data.get("abstract") else "recipe"
+        about = str(data.get("description", "")).strip().splitlines() or _leading_comment(path)
+        rows.append((name, kind, about[0] if about else "", path))
+    if not rows:
+        raise BadInput("no shipped recipes are installed (the package ovframe_recipes is missing); reinstall ovframe")
+    width = max(len(r[0]) for r in rows)
+    for name, kind, about, path in rows:
+        print(f"{name:<{width}}  {kind:<8}  {about}" + (f"  [{path}]" if args.paths else ""))
+    return 0
+
+
+def _leading_comment(path: Path) -> list[str]:
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").rstrip())
+    return [line for line in lines if line]
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -268,6 +302,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .recipes.locate import locate_recipe
     from .recipes.resolve import apply_override, apply_overrides, load_tree
     from .recipes.schema import validate
     from .registry import get_registry
@@ -280,9 +315,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise BadInput('--vocab needs at least one class name, e.g. --vocab "cat,sofa,wall"')
     else:
         names = list(read_class_file(args.vocab_file))
-    recipe_path = args.recipe or "recipes/demo.yaml"
-    if not Path(recipe_path).is_file():
-        raise BadInput(f"{recipe_path}: no such recipe; name the pipeline to use with --recipe")
+    recipe_path = str(locate_recipe(args.recipe or "demo"))
     registry = get_registry()
     tree = load_tree(recipe_path)
     here = Location("predict command line")
@@ -315,6 +348,7 @@ COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
     "show": cmd_show,
+    "recipes": cmd_recipes,
     "plugins": cmd_plugins,
     "predict": cmd_predict,
     "prepare": cmd_prepare,

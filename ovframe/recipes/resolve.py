@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ..errors import BadInput, Location, RecipeError
 from ..registry import KINDS, Registry
+from .locate import locate_beside, locate_recipe
 from .schema import Recipe, RecipeModel, validate
 from .source import KeyPath, Tree, dotted, load_yaml_file, merge
 
@@ -34,10 +35,11 @@ def load_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> Tree:
         raise RecipeError([(tree.where(("extends",)), "extends", "expected a path or a list of paths")])
     merged: Tree | None = None
     for i, base in enumerate(bases):
-        base_path = path.parent / base
         where = tree.where(("extends", i) if isinstance(extends, list) else ("extends",))
-        if not base_path.is_file():
-            raise RecipeError([(where, "extends", f"cannot find {base!r} (looked for {base_path})")])
+        base_path = locate_beside(base, path)
+        if base_path is None:
+            looked = f"looked for {path.parent / base} and for a shipped recipe of that name"
+            raise RecipeError([(where, "extends", f"cannot find {base!r} ({looked})")])
         if base_path.resolve() in (*_chain, resolved):
             cycle = " -> ".join(str(p) for p in (*_chain, resolved, base_path.resolve()))
             raise RecipeError([(where, "extends", f"cyclic extends: {cycle}")])
@@ -153,10 +155,11 @@ def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, or
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
-    """Load, merge, override and validate a recipe file."""
+    """Load, merge, override and validate a recipe: a file, or a shipped recipe by name (`demo`)."""
     from ..registry import get_registry
 
     registry = registry or get_registry()
+    path = locate_recipe(path)
     tree = load_tree(path)
     tree = apply_overrides(tree, overrides, registry, str(path))
     return validate(tree, registry, str(path))

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import RecipeError
 from ..registry import Registry
+from .locate import locate_beside
 from .resolve import apply_override, apply_overrides, load_tree, parse_override
 from .schema import Recipe, _problems, validate
 from .source import Tree, load_yaml_file
@@ -37,7 +38,7 @@ class RecipeSetModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
     description: str = ""
-    base: str = Field(description="the base recipe, relative to this file")
+    base: str = Field(description="the base recipe: a path relative to this file, or a shipped recipe's name")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys set in every variant")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> dotted keys")
     matrix: dict[str, list[Any]] = Field(default_factory=dict, description="dotted key -> values to sweep")
@@ -84,9 +85,10 @@ def expand(path: str | Path, tree: Tree | None = None) -> RecipeSet:
         model = RecipeSetModel.model_validate(tree.data)
     except ValidationError as e:
         raise RecipeError(_problems(e, tree, (), list(RecipeSetModel.model_fields))) from None
-    base_path = path.parent / model.base
-    if not base_path.is_file():
-        raise RecipeError([(tree.where(("base",)), "base", f"cannot find {model.base!r} (looked for {base_path})")])
+    base_path = locate_beside(model.base, path)
+    if base_path is None:
+        looked = f"looked for {path.parent / model.base} and for a shipped recipe of that name"
+        raise RecipeError([(tree.where(("base",)), "base", f"cannot find {model.base!r} ({looked})")])
     base = load_tree(base_path)
     base.data.pop("abstract", None)
 
