@@ -5,9 +5,10 @@ built from a validated Config: `Component(config)`. The data flow, top to bottom
 
     Dataset[i] -> Sample
     TextEncoder.encode(Vocabulary) -> TextEmbeddings
+    ProposalGenerator.test_size(h, w) -> (h', w') | None    (resolution: reference resizes the image to it)
     ProposalGenerator.propose(samples, text) -> [Proposals]
     RegionClassifier.classify(samples, proposals, text, vocabulary) -> [RegionScores]  (an Adapter may be attached)
-    Fuser.fuse(proposals, scores, vocabulary) -> [Segmentation]
+    Fuser.fuse(proposals, scores, vocabulary, output_sizes) -> [Segmentation]
 """
 
 from __future__ import annotations
@@ -62,9 +63,19 @@ class ProposalGenerator(Component):
     needs_text: ClassVar[bool] = True
     """False for class-agnostic generators, which are then given text=None."""
 
+    def test_size(self, h: int, w: int) -> "tuple[int, int] | None":
+        """The (h', w') this generator wants to see an (h, w) image at (its test-time resize), or None
+        to see it as it is. Under `resolution: reference` the pipeline resizes the uint8 image to this
+        size (bilinear, as the reference's test mapper), runs proposals, region classification and
+        fusion at it, and resizes the fused scores to (h, w); it marks each resized sample with
+        meta[TEST_RESIZED_FROM] = (h, w). Under `resolution: original` the generator is given the image
+        as it is and resizes it itself (mask logits back at the image's size)."""
+        return None
+
     @abstractmethod
     def propose(self, samples: Sequence["Sample"], text: "TextEmbeddings | None") -> list["Proposals"]:
-        """One Proposals per sample, mask logits at the sample's resolution."""
+        """One Proposals per sample, mask logits at the sample's resolution. A sample whose
+        meta holds TEST_RESIZED_FROM is already at `test_size`: do not resize it again."""
 
 
 class Adapter(Component):
@@ -108,8 +119,11 @@ class Fuser(Component):
         proposals: Sequence["Proposals"],
         scores: Sequence["RegionScores"] | None,
         vocabulary: "Vocabulary",
+        output_sizes: "Sequence[tuple[int, int]] | None" = None,
     ) -> list["Segmentation"]:
-        """One Segmentation per image."""
+        """One Segmentation per image, at output_sizes[i] (H, W) when given, else at the proposals'
+        resolution. The scores are fused at the proposals' resolution and resized to the output size
+        before the argmax (`Segmentation.from_scores(scores, output_size)` does both)."""
 
 
 class Dataset(Component):

@@ -19,6 +19,11 @@ import torch
 IGNORE_INDEX = -1
 """Label value of pixels that are not evaluated (datasets map their own ignore value, 255 or 65535, to it)."""
 
+TEST_RESIZED_FROM = "test_resized_from"
+"""Sample.meta key set by the pipeline on an image it has resized to its generator's `test_size`
+(`resolution: reference`): the (H, W) the image had before. A generator given such a sample must not
+resize it again."""
+
 
 @dataclass(frozen=True)
 class Vocabulary:
@@ -163,7 +168,7 @@ class RegionScores:
 class Segmentation:
     """The semantic segmentation of one image.
 
-    scores: float [K, H, W] per-class scores (not necessarily normalised).
+    scores: float [K, H, W] per-class scores (not necessarily normalised), at the output size.
     labels: int64 [H, W], argmax of scores over K.
     """
 
@@ -171,5 +176,19 @@ class Segmentation:
     labels: torch.Tensor
 
     @classmethod
-    def from_scores(cls, scores: torch.Tensor) -> "Segmentation":
+    def from_scores(cls, scores: torch.Tensor, output_size: tuple[int, int] | None = None) -> "Segmentation":
+        """Labels from scores [K, h, w]. With `output_size` (H, W) different from (h, w), the scores are
+        first resized to it, bilinearly with align_corners=False, as the reference resizes its fused score
+        map from the test size to the image's size (detectron2's sem_seg_postprocess)."""
+        if output_size is not None and tuple(scores.shape[-2:]) != tuple(output_size):
+            scores = resize_scores(scores, output_size)
         return cls(scores=scores, labels=scores.argmax(dim=0))
+
+
+def resize_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """float [K, h, w] -> [K, H, W]: bilinear, align_corners=False, no antialiasing (F.interpolate's
+    defaults, the call detectron2's sem_seg_postprocess makes). Classes are independent, so a fuser
+    may resize its scores in chunks of classes and get the same numbers."""
+    import torch.nn.functional as F
+
+    return F.interpolate(scores[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]

@@ -151,6 +151,7 @@ class RunContext:
             classifier=self.component("classifier") if self.has("classifier") else None,
             fuser=self.component("fuser"),
             timings=self.timings,
+            resolution=self.recipe.top.resolution,
         )
 
     def progress(self, iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,6 +37,12 @@ class RecipeModel(BaseModel):
     seed: int = 0
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
     output_dir: str = Field("runs", description="runs are written to <output_dir>/<name>/")
+    resolution: Literal["reference", "original"] = Field(
+        "reference",
+        description="reference: resize each image to the proposal generator's test size (uint8, bilinear as the "
+        "reference), cut the CLIP crops and fuse there, resize the fused scores to the image's size (the authors' "
+        "order); original: crops and fusion at the image's own size from resized mask logits",
+    )
     task: dict[str, Any] | str = "evaluate"
     dataset: dict[str, Any] | str | None = None
     vocabulary: VocabularySpec | None = None

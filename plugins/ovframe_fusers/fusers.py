@@ -5,6 +5,9 @@
                  rows without a class opinion (NaN class_logits, from a `union`; every row when the
                  generator is class-agnostic, e.g. SAM): p = p_clip (λ = 1), as clip-only fuses them
     semseg[k]  = Σ_q p[q, k] · sigmoid(mask_logits[q])  then argmax over k (no background, no threshold)
+
+semseg is computed at the proposals' resolution; with an output size (the image's size when the pipeline
+test-resized it), it is resized bilinearly to it before the argmax, as the reference does.
 """
 
 from __future__ import annotations
@@ -39,10 +42,20 @@ def opinion(proposals: Proposals, mode: str, k: int) -> tuple[torch.Tensor, torc
     return proposal_probs(logits, mode) * has[:, None], has
 
 
-def semantic_fusion(probs: torch.Tensor, mask_logits: torch.Tensor) -> Segmentation:
-    """probs [N, K], mask_logits [N, H, W] -> Segmentation with scores [K, H, W]."""
+def semantic_fusion(
+    probs: torch.Tensor, mask_logits: torch.Tensor, output_size: tuple[int, int] | None = None
+) -> Segmentation:
+    """probs [N, K], mask_logits [N, h, w] -> Segmentation with scores [K, H, W] at output_size (default (h, w))."""
     scores = torch.einsum("qk,qhw->khw", probs.float(), mask_logits.float().sigmoid())
-    return Segmentation.from_scores(scores)
+    return Segmentation.from_scores(scores, output_size)
+
+
+def _sizes(proposals: Sequence[Proposals], output_sizes: Sequence[tuple[int, int]] | None) -> list:
+    if output_sizes is None:
+        return [None] * len(proposals)
+    if len(output_sizes) != len(proposals):
+        raise ValueError(f"{len(output_sizes)} output sizes for {len(proposals)} images")
+    return list(output_sizes)
 
 
 def geometric_ensemble(
@@ -77,13 +90,13 @@ class ProposalOnly(Fuser):
     Config = ProposalOnlyConfig
     needs_classifier = False
 
-    def fuse(self, proposals, scores, vocabulary: Vocabulary) -> list[Segmentation]:
+    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None) -> list[Segmentation]:
         out = []
-        for p in proposals:
+        for p, size in zip(proposals, _sizes(proposals, output_sizes)):
             if p.class_logits is None:
                 raise ValueError("proposal-only needs class logits from the proposal generator")
             probs, _ = opinion(p, self.config.proposal_probs, len(vocabulary))  # rows without a class opinion contribute nothing
-            out.append(semantic_fusion(probs, p.mask_logits))
+            out.append(semantic_fusion(probs, p.mask_logits, size))
         return out
 
 
@@ -92,14 +105,14 @@ class ClipOnly(Fuser):
     Config = ClipOnlyConfig
     needs_proposal_classes = False
 
-    def fuse(self, proposals, scores, vocabulary: Vocabulary) -> list[Segmentation]:
+    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None) -> list[Segmentation]:
         _check(proposals, scores, len(vocabulary), True)
         out = []
-        for p, s in zip(proposals, scores):
+        for p, s, size in zip(proposals, scores, _sizes(proposals, output_sizes)):
             valid = s.valid.to(s.probs.device)[:, None]
             fill = 1.0 if self.config.invalid_regions == "clip-ones" else 0.0
             probs = torch.where(valid, s.probs.float(), torch.full_like(s.probs, fill, dtype=torch.float32))
-            out.append(semantic_fusion(probs.to(p.mask_logits.device), p.mask_logits))
+            out.append(semantic_fusion(probs.to(p.mask_logits.device), p.mask_logits, size))
         return out
 
 
@@ -115,17 +128,17 @@ class GeometricEnsemble(Fuser):
     def clip_weights(self, vocabulary: Vocabulary) -> torch.Tensor:
         return torch.full((len(vocabulary),), float(self.config.lam))
 
-    def fuse(self, proposals, scores, vocabulary: Vocabulary) -> list[Segmentation]:
+    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None) -> list[Segmentation]:
         _check(proposals, scores, len(vocabulary), True)
         weights = self.clip_weights(vocabulary)
         out = []
-        for p, s in zip(proposals, scores):
+        for p, s, size in zip(proposals, scores, _sizes(proposals, output_sizes)):
             if p.class_logits is None and not self._told:
                 log.info("%s: the proposals carry no class opinion, so the classifier alone labels them (as clip-only)", self.name)
                 self._told = True
             p_prop, has = opinion(p, self.config.proposal_probs, len(vocabulary))
             fused = geometric_ensemble(p_prop, s, weights, self.config.invalid_regions, has)
-            out.append(semantic_fusion(fused.to(p.mask_logits.device), p.mask_logits))
+            out.append(semantic_fusion(fused.to(p.mask_logits.device), p.mask_logits, size))
         return out
 
 

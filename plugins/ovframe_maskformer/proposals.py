@@ -1,10 +1,15 @@
 """The `maskformer` proposal generator: test-time resize and padding, the network, and both undone.
 
-Per image: resize so that the short side is `test_short_side` (long side capped at `test_max_size`),
-normalise, pad the batch (zeros after normalisation) to a multiple of `size_divisibility`; run the
-network; take the last decoder layer; upsample the mask logits (bilinear) to the padded size, crop the
-padding away and resize (bilinear) to the sample's own size. Class logits are [Q, K+1] against the
-vocabulary of the text embeddings given at call time, no-object last.
+`test_size(h, w)` is detectron2's ResizeShortestEdge size: short side `test_short_side`, long side
+capped at `test_max_size`. Under the pipeline's `resolution: reference` the pipeline has already
+resized the image to it (uint8, as the reference; the sample carries meta[TEST_RESIZED_FROM]) and
+this generator does not resize again. Otherwise (`resolution: original`, or a direct call) it resizes
+the image itself (float, bilinear with antialiasing) and resizes the mask logits back.
+
+Per image: normalise, pad the batch (zeros after normalisation) to a multiple of `size_divisibility`;
+run the network; take the last decoder layer; upsample the mask logits (bilinear) to the padded size,
+crop the padding away and, if the image was resized here, resize (bilinear) to the sample's own size.
+Class logits are [Q, K+1] against the vocabulary of the text embeddings given at call time, no-object last.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ovframe import BadInput, ProposalGenerator, Proposals, RequiredFile, Sample, TextEmbeddings
+from ovframe.records import TEST_RESIZED_FROM
 from ovframe.files import resolve_path
 
 from .config import MaskFormerConfig
@@ -78,6 +84,10 @@ class MaskFormerProposals(ProposalGenerator):
         return self.model
 
     # -- inference ----------------------------------------------------------------------------
+    def test_size(self, h: int, w: int) -> tuple[int, int] | None:
+        cfg = self.config
+        return None if cfg.test_short_side is None else resized_shape(h, w, cfg.test_short_side, cfg.test_max_size)
+
     def preprocess(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """-> images [B, 3, Hp, Wp] normalised and padded, and each image's size after resizing."""
         cfg = self.config
@@ -87,11 +97,9 @@ class MaskFormerProposals(ProposalGenerator):
         images, sizes = [], []
         for s in samples:
             img = s.image.to(self.device).float()
-            h, w = s.size
-            if cfg.test_short_side is not None:
-                size = resized_shape(h, w, cfg.test_short_side, cfg.test_max_size)
-                if size != (h, w):
-                    img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+            size = None if TEST_RESIZED_FROM in s.meta else self.test_size(*s.size)
+            if size is not None and size != s.size:
+                img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
             images.append((img - mean) / std)
             sizes.append(tuple(img.shape[-2:]))
         div = max(cfg.size_divisibility, self.model.size_divisibility)

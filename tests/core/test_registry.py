@@ -18,7 +18,7 @@ class Dup(Fuser):
     name = "clip-only"
     Config = DupConfig
 
-    def fuse(self, proposals, scores, vocabulary):
+    def fuse(self, proposals, scores, vocabulary, output_sizes=None):
         raise NotImplementedError
 
 

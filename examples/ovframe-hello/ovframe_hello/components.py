@@ -32,14 +32,14 @@ class HardVote(Fuser):
     Config = HardVoteConfig
     needs_proposal_classes = False
 
-    def fuse(self, proposals, scores, vocabulary):
+    def fuse(self, proposals, scores, vocabulary, output_sizes=None):
         out = []
-        for p, s in zip(proposals, scores):
+        for i, (p, s) in enumerate(zip(proposals, scores)):
             confidence, cls = s.probs.max(dim=1)  # [N]
             confidence = confidence * s.valid
             masks = p.mask_logits.sigmoid() > self.config.mask_thr  # [N, H, W]
             per_mask = torch.where(masks, confidence[:, None, None], torch.tensor(-1.0))
             winner = per_mask.argmax(dim=0)  # [H, W]
             scores_map = torch.nn.functional.one_hot(cls[winner], len(vocabulary)).permute(2, 0, 1).float()
-            out.append(Segmentation.from_scores(scores_map))
+            out.append(Segmentation.from_scores(scores_map, output_sizes[i] if output_sizes else None))
         return out
