@@ -125,7 +125,7 @@ def _load_any(path: str, overrides: Sequence[str]):
     """A recipe, or the list of a recipe set's variant recipes."""
     from .recipes import expand, is_recipe_set, load_tree, validate_set
     from .recipes.locate import locate_recipe
-    from .recipes.resolve import apply_overrides
+    from .recipes.resolve import apply_overrides, place_by_overrides
     from .recipes.schema import validate
     from .recipes.source import load_yaml_file
     from .registry import get_registry
@@ -136,7 +136,7 @@ def _load_any(path: str, overrides: Sequence[str]):
     if is_recipe_set(raw):
         rset = expand(path, raw)
         return rset, validate_set(rset, registry, overrides)
-    tree = apply_overrides(load_tree(path), overrides, registry, path)
+    tree = place_by_overrides(apply_overrides(load_tree(path), overrides, registry, path), overrides)
     return None, validate(tree, registry, path)
 
 

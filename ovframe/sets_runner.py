@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from .errors import OvframeError, RecipeError
 from .io import markdown_table, write_csv, write_json, write_text
 from .recipes import RecipeSet
-from .recipes.resolve import apply_overrides
+from .recipes.resolve import apply_overrides, place_by_overrides
 from .recipes.schema import validate
 from .registry import Registry
 from .runner import run_recipe
@@ -30,7 +30,7 @@ def run_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] = (), 
         row: dict[str, Any] = {"variant": variant.name, **{k: _short(v) for k, v in variant.settings.items()}}
         print(f"[{i}/{len(rset.variants)}] {rset.name}/{variant.name}", file=sys.stderr)
         try:
-            tree = apply_overrides(variant.tree, overrides, registry, str(rset.path))
+            tree = place_by_overrides(apply_overrides(variant.tree, overrides, registry, str(rset.path)), overrides, "output_dir")
             recipe = validate(tree, registry, f"{rset.path} [{variant.name}]")
             out_dir = Path(recipe.top.output_dir)
             metrics = run_recipe(recipe, registry, fresh=fresh)

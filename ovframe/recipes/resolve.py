@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import re
 import types
 import typing
 from pathlib import Path
@@ -154,8 +156,45 @@ def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, or
     return tree
 
 
+def override_suffix(overrides: Sequence[str]) -> str:
+    """A readable, stable name for what `-o` changed: `fuser.lam=0.5`, several sorted by key and joined
+    by `+` (the last of a repeated key counts). Empty when `name` or `output_dir` is overridden (that
+    places the run already). Long values or characters a folder name should not hold are cut or
+    replaced, with a short hash of the full text appended so that different overrides never share one."""
+    settings: dict[str, str] = {}
+    for text in overrides:
+        parse_override(text)  # a malformed override is reported here, as everywhere
+        key, _, value = text.partition("=")
+        settings[key.strip()] = value.strip()
+    if not settings or {"name", "output_dir"} & set(settings):
+        return ""
+    parts = [f"{key}={value}" for key, value in sorted(settings.items())]
+    slugs = [f"{_slug(key)}={_slug(value)}" for key, value in sorted(settings.items())]
+    joined = "+".join(slugs)
+    if slugs != parts or len(joined) > 64:
+        digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
+        joined = f"{joined[:48].rstrip('+-.')}-{digest}"
+    return joined
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def place_by_overrides(tree: Tree, overrides: Sequence[str], key: str = "name") -> Tree:
+    """Runs that differ only by `-o` get their own directory: `key` (the recipe's `name`, or the
+    `output_dir` that holds a recipe set's variants) gets `+` and the overrides appended."""
+    suffix = override_suffix(overrides)
+    value = tree.data.get(key) if isinstance(tree.data, dict) else None
+    if not suffix or not isinstance(value, str):
+        return tree  # nothing to add, or a missing/bad key that validation reports
+    return Tree({**tree.data, key: f"{value}+{suffix}"}, tree.locations, tree.soft)
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
-    """Load, merge, override and validate a recipe: a file, or a shipped recipe by name (`demo`)."""
+    """Load, merge, override and validate a recipe: a file, or a shipped recipe by name (`demo`).
+    The run keeps the recipe's `name` (`ovframe run` also places the run by the overrides:
+    place_by_overrides)."""
     from ..registry import get_registry
 
     registry = registry or get_registry()

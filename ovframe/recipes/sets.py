@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import RecipeError
 from ..registry import Registry
 from .locate import locate_beside
-from .resolve import apply_override, apply_overrides, load_tree, parse_override
+from .resolve import apply_override, apply_overrides, load_tree, parse_override, place_by_overrides
 from .schema import Recipe, _problems, validate
 from .source import Tree, load_yaml_file
 
@@ -124,7 +124,7 @@ def validate_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] =
     recipes, problems = [], []
     for v in rset.variants:
         try:
-            tree = apply_overrides(v.tree, overrides, registry, str(rset.path))
+            tree = place_by_overrides(apply_overrides(v.tree, overrides, registry, str(rset.path)), overrides, "output_dir")
             recipes.append(validate(tree, registry, f"{rset.path} [{v.name}]"))
         except RecipeError as e:
             problems += [(where, f"[{v.name}] {key}" if key else f"[{v.name}]", msg) for where, key, msg in e.problems]

@@ -135,12 +135,18 @@ def _substitute(text: str, where: Location | None, key: str) -> str:
     return _ENV.sub(repl, text).replace("$${", "${")
 
 
+FRESH_ON_PLUGIN_CHANGE = {("dataset",)}
+"""Sections that inherit nothing when their plugin changes: another dataset's root or split means
+nothing to the new one (`-o dataset='{plugin: folder, root: R}'` reads R/images, not R/val/images)."""
+
+
 def merge(base: Tree, child: Tree) -> Tree:
     """Deep-merge `child` over `base` (mappings merge; anything else replaces; None deletes a key).
 
     When a component section's `plugin` changes, the options inherited from the base become *soft*:
     validation keeps those the new plugin accepts (a model name, weights, a threshold ...) and drops the
     rest (λ does not apply to clip-only). Options written beside the new plugin are checked as usual.
+    A dataset section whose plugin changes starts afresh (FRESH_ON_PLUGIN_CHANGE).
     """
     soft: set[KeyPath] = {p for p in base.soft | child.soft}
     data = _merge(base.data, child.data, (), soft)
@@ -153,6 +159,9 @@ def _merge(base: Any, child: Any, path: KeyPath, soft: set[KeyPath]) -> Any:
     if not (isinstance(base, dict) and isinstance(child, dict)):
         return child
     replaced = "plugin" in base and "plugin" in child and base["plugin"] != child["plugin"]
+    if replaced and path in FRESH_ON_PLUGIN_CHANGE:
+        soft.difference_update({p for p in soft if p[: len(path)] == path})
+        return {key: value for key, value in child.items() if value is not None}
     out = dict(base)
     for key, value in child.items():
         if value is None:
