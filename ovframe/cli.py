@@ -23,6 +23,8 @@ examples:
   ovframe validate recipes                           check every recipe under a folder
   ovframe show recipes/demo.yaml                     the resolved recipe, every default filled in
   ovframe plugins --json                             installed plugins and their components
+  ovframe bench demo --images 40                     images/s, ms and share per stage, peak memory
+  ovframe bench demo --compare-override classifier.chunk_size=16   the same recipe with one change, as ratios
 
 exit codes: 0 success, 2 bad input (recipe, arguments, missing files), 1 failure at run time.
 docs: docs/recipes.md, docs/writing-a-plugin.md
@@ -89,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="the official download (folder or archive)")
     p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
     p.add_argument("--split", dest="splits", action="append", default=None, metavar="SPLIT", help="prepare only this split (val, train; repeatable; default: the dataset's usual ones)")
+
+    p = sub.add_parser(
+        "bench", help="measure a recipe's speed and memory per stage",
+        description="Steady-state throughput of a recipe's pipeline (warm-up excluded): images/s, ms and share per "
+        "stage, peak RSS (and peak CUDA memory on a GPU), as a table (Markdown, CSV) and a bar chart. With --compare, "
+        "two recipes measured in turns, side by side as ratios. Writes bench.{md,csv,json,png}.",
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="a recipe file or a shipped recipe's name")
+    p.add_argument("--compare", metavar="OTHER", help="a second recipe to measure in the same run")
+    p.add_argument(
+        "--compare-override", dest="compare_overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="a value set in the compared recipe only (default OTHER: RECIPE itself); repeatable",
+    )
+    p.add_argument("--images", type=int, default=20, help="images timed per recipe (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=None, help="images run first and not timed (default: one batch)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per pipeline call (default: the recipe task's batch_size, else 1)")
+    p.add_argument("--inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="time these images instead of the recipe's dataset")
+    p.add_argument("--out", help="where the report goes (default: <output_dir>/bench/<recipe>[-vs-<other>])")
+    _add_overrides(p)
     return parser
 
 
@@ -344,6 +365,43 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import re
+
+    from .bench import BenchJob, check_counts, check_recipe, labels_for, run_bench
+    from .bench_report import markdown, write_report
+
+    check_counts(args.images, args.warmup, args.batch_size)
+    compare = args.compare or (args.recipe if args.compare_overrides else None)
+    specs = [(args.recipe, list(args.overrides))]
+    if compare is not None:
+        specs.append((compare, list(args.overrides) + list(args.compare_overrides)))
+    recipes = []
+    for path, overrides in specs:  # validated here first: a bad recipe fails before any child starts
+        rset, recipe = _load_any(path, overrides)
+        if rset is not None:
+            raise BadInput(f"{path} is a recipe set; bench takes single recipes (compare two with --compare)")
+        _complete(recipe)
+        check_recipe(recipe, args.inputs)
+        recipes.append(recipe)
+    for item in args.inputs or []:
+        if not Path(item).exists():
+            raise BadInput(f"--inputs {item}: no such file or folder")
+    labels = labels_for([r.name for r in recipes], [p for p, _ in specs])
+    if len(specs) == 2 and args.compare_overrides and labels[0] == labels[1].rstrip("B") + "A":
+        labels = [recipes[0].name, f"{recipes[1].name} [{' '.join(args.compare_overrides)}]"]
+    jobs = [BenchJob(path, overrides, args.images, args.warmup, args.batch_size, args.inputs) for path, overrides in specs]
+    from tqdm.auto import tqdm
+
+    results = run_bench(jobs, labels, progress=lambda it, total: tqdm(it, total=total, desc="bench", disable=None, leave=False))
+    folder = "-vs-".join(re.sub(r"[^A-Za-z0-9_.+=-]+", "_", label).strip("_") for label in labels)
+    out_dir = Path(args.out) if args.out else Path(recipes[0].top.output_dir) / "bench" / folder
+    paths = write_report(results, out_dir)
+    print(markdown(results))
+    print(f"written: {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
@@ -352,4 +410,5 @@ COMMANDS = {
     "plugins": cmd_plugins,
     "predict": cmd_predict,
     "prepare": cmd_prepare,
+    "bench": cmd_bench,
 }

@@ -185,10 +185,13 @@ def resolve_device(name: str, local_rank: int = 0) -> Any:
     return device
 
 
-def required_files(recipe: Recipe) -> list[RequiredFile]:
+def required_files(recipe: Recipe, kinds: Iterable[str] | None = None) -> list[RequiredFile]:
+    """The files of the recipe's sections (of `kinds` only, when given: what a command will build)."""
+    wanted = None if kinds is None else set(kinds)
     out: list[RequiredFile] = []
-    for section in recipe.sections.values():
-        out += section.spec.load().required_files(section.config)
+    for kind, section in recipe.sections.items():
+        if wanted is None or kind in wanted:
+            out += section.spec.load().required_files(section.config)
     return out
 
 
