@@ -26,7 +26,8 @@ from .errors import BadInput, OvframeError
 PIPELINE_KINDS = ("dataset", "text_encoder", "proposals", "classifier", "adapter", "fuser")
 """The recipe sections a benchmark builds (the task section is not run)."""
 
-FIRST_STAGES = ("load", "propose", "classify", "fuse")
+FIRST_STAGES = ("load", "test_resize", "propose", "classify", "fuse")
+"""Stages in the order they run (Pipeline.segment's, after reading); others a component records follow."""
 TEXT_STAGE = "encode_text"
 
 

@@ -57,8 +57,10 @@ def test_stage_table_of_one_recipe(toy_recipe, toy_registry, tmp_path):
     # batches of 2 over 7 images: [2, 3] [4, 0] [1, 2] [3]; the last one has nothing readable to segment
     assert result.calls["load"] == 4 and result.calls["propose"] == 3
     rows = rows_of(result)
-    assert [r[0] for r in rows] == [*PIPELINE_STAGES, "other", "total"]
-    stage_shares = sum(share for stage, _, share, _ in rows if stage in PIPELINE_STAGES)
+    stages = [r[0] for r in rows]
+    assert stages[-2:] == ["other", "total"] and set(stages[:-2]) == set(result.stages)
+    assert [s for s in stages if s in PIPELINE_STAGES] == PIPELINE_STAGES  # in the order they run
+    stage_shares = sum(share for stage, _, share, _ in rows[:-2])
     other = next(share for stage, _, share, _ in rows if stage == "other")
     # the stages are timed one after another inside the measured wall time: never more than all of it,
     # and the little Python between them is all that is left
@@ -66,7 +68,7 @@ def test_stage_table_of_one_recipe(toy_recipe, toy_registry, tmp_path):
     assert stage_shares + other == pytest.approx(100.0)
     assert rows[-1][2] == pytest.approx(100.0)
     ms = {stage: v for stage, v, _, _ in rows}
-    assert sum(ms[s] for s in [*PIPELINE_STAGES, "other"]) == pytest.approx(ms["total"])
+    assert sum(ms[s] for s in stages[:-1]) == pytest.approx(ms["total"])
     assert ms["total"] == pytest.approx(1000 * result.wall_s / result.images)
     assert result.images_per_s == pytest.approx(result.images / result.wall_s)
     assert result.peak_rss_mib is None or result.peak_rss_mib > 10
@@ -81,10 +83,10 @@ def test_stage_table_of_one_recipe(toy_recipe, toy_registry, tmp_path):
 
     paths = write_report([result], tmp_path / "report")
     table = list(csv.DictReader(paths["csv"].open()))
-    assert [r["stage"] for r in table] == [*PIPELINE_STAGES, "other", "total"]
+    assert [r["stage"] for r in table] == stages
     assert sum(float(r["share_pct"]) for r in table[:-1]) == pytest.approx(100.0, abs=0.01)
     saved = json.loads(paths["json"].read_text())
-    assert saved[0]["images"] == 5 and saved[0]["stages"].keys() == set(PIPELINE_STAGES)
+    assert saved[0]["images"] == 5 and set(saved[0]["stages"]) == set(stages[:-2])
     from PIL import Image
 
     with Image.open(paths["png"]) as im:
