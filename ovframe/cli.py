@@ -388,8 +388,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not Path(item).exists():
             raise BadInput(f"--inputs {item}: no such file or folder")
     labels = labels_for([r.name for r in recipes], [p for p, _ in specs])
-    if len(specs) == 2 and args.compare_overrides and labels[0] == labels[1].rstrip("B") + "A":
-        labels = [recipes[0].name, f"{recipes[1].name} [{' '.join(args.compare_overrides)}]"]
     jobs = [BenchJob(path, overrides, args.images, args.warmup, args.batch_size, args.inputs) for path, overrides in specs]
     from tqdm.auto import tqdm
 

@@ -157,8 +157,10 @@ def test_bench_command_compares_two_recipes_in_child_processes(tmp_path):
     )
     out = ovframe("bench", str(recipe), "--images", "3", "--warmup", "1", "--compare-override", "task.batch_size=1", "--out", str(tmp_path / "b"))
     assert out.returncode == 0, out.stderr
-    assert "| stage | oracle ms/image | oracle share | oracle [task.batch_size=1] ms/image |" in out.stdout
     results = json.loads((tmp_path / "b" / "bench.json").read_text())
+    a, b = (r["label"] for r in results)
+    assert a == "oracle" and b != a  # the compared recipe is named after its override
+    assert f"| stage | {a} ms/image | {a} share | {b} ms/image | {b} share | {b} / {a} |" in out.stdout
     assert [r["batch_size"] for r in results] == [2, 1]
     assert [r["images"] for r in results] == [3, 3]
     assert [r["calls"]["propose"] for r in results] == [2, 3]
