@@ -60,6 +60,12 @@ class MaskFormerConfig(ComponentConfig):
     )
     test_max_size: int = Field(2560, ge=32, description="cap of the long side after resizing (R101c: 2048)")
     size_divisibility: int = Field(32, ge=1, description="pad the network input to a multiple of this")
+    batch_padding: Literal["per-image", "shared"] = Field(
+        "per-image",
+        description="per-image (reference): each image padded to its own multiple of size_divisibility, only images of "
+        "the same padded size share a forward pass, so results do not depend on the batch; shared: one tensor padded "
+        "to the batch's largest image (fewer passes for mixed sizes; the extra padding changes results near borders)",
+    )
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     # -- weights -------------------------------------------------------------------------------------

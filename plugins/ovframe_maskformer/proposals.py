@@ -6,8 +6,9 @@ resized the image to it (uint8, as the reference; the sample carries meta[TEST_R
 this generator does not resize again. Otherwise (`resolution: original`, or a direct call) it resizes
 the image itself (float, bilinear with antialiasing) and resizes the mask logits back.
 
-Per image: normalise, pad the batch (zeros after normalisation) to a multiple of `size_divisibility`;
-run the network; take the last decoder layer; upsample the mask logits (bilinear) to the padded size,
+Per image: normalise, pad (zeros after normalisation) to a multiple of `size_divisibility` (each image
+to its own padded size by default, as the reference's one-image batches; `batch_padding: shared` pads a
+batch to its largest image); run the network; take the last decoder layer; upsample the mask logits (bilinear) to the padded size,
 crop the padding away and, if the image was resized here, resize (bilinear) to the sample's own size.
 Class logits are [Q, K+1] against the vocabulary of the text embeddings given at call time, no-object last.
 """
@@ -88,27 +89,40 @@ class MaskFormerProposals(ProposalGenerator):
         cfg = self.config
         return None if cfg.test_short_side is None else resized_shape(h, w, cfg.test_short_side, cfg.test_max_size)
 
-    def preprocess(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """-> images [B, 3, Hp, Wp] normalised and padded, and each image's size after resizing."""
+    def network_input(self, sample: Sample) -> torch.Tensor:
+        """float [3, h, w], normalised: the image at its test size (resized here unless the pipeline has)."""
         cfg = self.config
-        assert self.model is not None
+        img = sample.image.to(self.device).float()
+        size = None if TEST_RESIZED_FROM in sample.meta else self.test_size(*sample.size)
+        if size is not None and size != sample.size:
+            img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
         mean = torch.tensor(cfg.pixel_mean, device=self.device).view(3, 1, 1)
         std = torch.tensor(cfg.pixel_std, device=self.device).view(3, 1, 1)
-        images, sizes = [], []
-        for s in samples:
-            img = s.image.to(self.device).float()
-            size = None if TEST_RESIZED_FROM in s.meta else self.test_size(*s.size)
-            if size is not None and size != s.size:
-                img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-            images.append((img - mean) / std)
-            sizes.append(tuple(img.shape[-2:]))
-        div = max(cfg.size_divisibility, self.model.size_divisibility)
-        hp = -(-max(h for h, _ in sizes) // div) * div
-        wp = -(-max(w for _, w in sizes) // div) * div
+        return (img - mean) / std
+
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        assert self.model is not None
+        div = max(self.config.size_divisibility, self.model.size_divisibility)
+        return -(-h // div) * div, -(-w // div) * div
+
+    def batches(self, images: Sequence[torch.Tensor]) -> list[list[int]]:
+        """Indices of the images that go through the network together. `per-image` padding (the reference,
+        which tests one image at a time): only images of the same padded size share a batch, so each is
+        padded to its own size and a result never depends on the other images of the batch."""
+        if self.config.batch_padding == "shared":
+            return [list(range(len(images)))]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(self.padded_size(*img.shape[-2:]), []).append(i)
+        return list(groups.values())
+
+    def pad(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """[B, 3, Hp, Wp]: each image at the top left, zeros (after normalisation) elsewhere."""
+        hp, wp = self.padded_size(max(i.shape[1] for i in images), max(i.shape[2] for i in images))
         batch = torch.zeros(len(images), 3, hp, wp, device=self.device)
         for i, img in enumerate(images):
             batch[i, :, : img.shape[1], : img.shape[2]] = img
-        return batch, sizes  # type: ignore[return-value]
+        return batch
 
     def propose(self, samples: Sequence[Sample], text: TextEmbeddings | None) -> list[Proposals]:
         if self.model is None:
@@ -124,19 +138,21 @@ class MaskFormerProposals(ProposalGenerator):
             )
         if self.text_model and text.model_id and text.model_id != self.text_model:
             log.warning("maskformer was trained against text encoder %s, now given %s", self.text_model, text.model_id)
-        if not samples:
-            return []
         self.model.eval()
+        proposals: list[Proposals | None] = [None] * len(samples)
         with torch.inference_mode():
-            batch, sizes = self.preprocess(samples)
-            out = self.model(batch, text.embeddings.to(self.device).float())
-            logits, masks = out["pred_logits"][-1], out["pred_masks"][-1]
-            proposals = []
-            for i, s in enumerate(samples):
-                m = F.interpolate(masks[i : i + 1], size=batch.shape[-2:], mode="bilinear", align_corners=False)
-                h, w = sizes[i]
-                m = m[:, :, :h, :w]
-                if (h, w) != s.size:
-                    m = F.interpolate(m, size=s.size, mode="bilinear", align_corners=False)
-                proposals.append(Proposals(mask_logits=m[0].float(), class_logits=logits[i].float()))
-        return proposals
+            embeddings = text.embeddings.to(self.device).float()
+            images = [self.network_input(s) for s in samples]
+            for group in self.batches(images):
+                batch = self.pad([images[i] for i in group])
+                out = self.model(batch, embeddings)
+                logits, masks = out["pred_logits"][-1], out["pred_masks"][-1]
+                for b, i in enumerate(group):
+                    # the reference's undo: upsample to the padded size, crop the padding, resize to the sample
+                    m = F.interpolate(masks[b : b + 1], size=batch.shape[-2:], mode="bilinear", align_corners=False)
+                    h, w = images[i].shape[-2:]
+                    m = m[:, :, :h, :w]
+                    if (h, w) != samples[i].size:
+                        m = F.interpolate(m, size=samples[i].size, mode="bilinear", align_corners=False)
+                    proposals[i] = Proposals(mask_logits=m[0].float(), class_logits=logits[b].float())
+        return proposals  # type: ignore[return-value]
