@@ -134,13 +134,24 @@ class JsonlPairs(BaseModel):
     sha256: str | None = None
 
 
-PairSource = Annotated[Union[SegmentPairs, JsonlPairs], Field(discriminator="source")]
+class MinedPairs(BaseModel):
+    """Pairs written by a mine-pairs run: sharded JSONL, masks as COCO RLE (docs/mining.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: Literal["mined-pairs"]
+    path: str = Field(description="a mine-pairs run folder, its pairs/ folder, or one shard-*.jsonl file")
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="use only pairs whose mining score is at least this")
+
+
+PairSource = Annotated[Union[SegmentPairs, JsonlPairs, MinedPairs], Field(discriminator="source")]
 
 
 class TrainAdapterConfig(TrainingConfig):
     """Train the recipe's adapter on (image, mask, class name) pairs with CLIP's contrastive loss (text frozen)."""
 
-    pairs: PairSource = Field(default_factory=SegmentPairs, description="where the pairs come from")
+    pairs: PairSource | list[PairSource] = Field(
+        default_factory=SegmentPairs, description="where the pairs come from; a list trains on all its sources together"
+    )
     steps: int | None = Field(None, ge=1, description="optimizer steps in all (default: from epochs)")
     epochs: float | None = Field(5.0, gt=0, description="passes over the pairs (the paper: 5), used when steps is not given")
     batch_size: int = Field(256, ge=1, description="global batch (the paper: 256), split across processes")

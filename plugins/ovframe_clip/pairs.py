@@ -12,6 +12,12 @@ jsonl     pairs listed in a JSON Lines file, one object a line (how mined captio
           "image" is an image file, or "sample_id" names a sample of the recipe's dataset; "mask" is a
           PNG of the image's size, non-zero on the region. Relative paths are relative to the JSONL file.
           Blank lines and lines starting with # are skipped.
+mined-pairs  the shards of a mine-pairs run (ovframe_mining; docs/mining.md), one object a line:
+              {"image_id": "000000139", "image": "/data/coco/train2017/000000139.jpg", "phrase": "teddy bear",
+               "score": 0.91, "mask": {"size": [H, W], "counts": "<COCO RLE>"}, ...}
+          "image" (optional) is the image file, else "image_id" names a sample of the recipe's dataset;
+          the mask is decoded with pycocotools. Pairs below `min_score` are left out.
+A list of sources is one source: their pairs one after the other (the paper's "both").
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from ovframe.files import resolve_path
 from ovframe.images import read_image
 from ovframe.io import write_json
 
-from .config import JsonlPairs, SegmentPairs
+from .config import JsonlPairs, MinedPairs, SegmentPairs
 
 log = logging.getLogger("ovframe.clip")
 
@@ -132,12 +138,27 @@ def _index_segments(ctx: Any, dataset: Any, allowed: set[int], min_pixels: int) 
     return pairs
 
 
+class DatasetImages:
+    """The images of the recipe's dataset by sample id (the id index is built on first use)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+        self._ids: dict[str, int] | None = None
+
+    def image(self, sample_id: str, pair_id: str) -> torch.Tensor:
+        if self._ids is None:
+            self._ids = {self.dataset.sample_id(i): i for i in range(len(self.dataset))}
+        if sample_id not in self._ids:
+            raise SampleError(pair_id, f"the dataset has no sample {sample_id!r}")
+        return self.dataset[self._ids[sample_id]].image
+
+
 class JsonlPairSource:
     """Pairs listed in a JSONL file (see the module docstring for the format)."""
 
     def __init__(self, path: Path, records: list[dict[str, Any]], dataset: Any | None):
-        self.path, self.records, self.dataset = path, records, dataset
-        self._ids: dict[str, int] | None = None
+        self.path, self.records = path, records
+        self.images = DatasetImages(dataset) if dataset is not None else None
 
     @classmethod
     def build(cls, ctx: Any, spec: JsonlPairs) -> "JsonlPairSource":
@@ -186,11 +207,8 @@ class JsonlPairSource:
         if "image" in rec:
             image = read_image(self._file(rec["image"]), pair_id)
         else:
-            if self._ids is None:
-                self._ids = {self.dataset.sample_id(i): i for i in range(len(self.dataset))}
-            if rec["sample_id"] not in self._ids:
-                raise SampleError(pair_id, f"the dataset has no sample {rec['sample_id']!r}")
-            image = self.dataset[self._ids[rec["sample_id"]]].image
+            assert self.images is not None
+            image = self.images.image(rec["sample_id"], pair_id)
         mask = _read_mask(self._file(rec["mask"]), pair_id)
         if tuple(mask.shape) != tuple(image.shape[1:]):
             raise SampleError(pair_id, f"mask {rec['mask']} is {tuple(mask.shape)}, its image {tuple(image.shape[1:])}")
@@ -224,7 +242,109 @@ def _read_mask(path: Path, pair_id: str) -> torch.Tensor:
     return torch.from_numpy(arr != 0)
 
 
-def build_source(ctx: Any, spec: SegmentPairs | JsonlPairs) -> PairSource:
+class MinedPairSource:
+    """The pairs of a mine-pairs run (see the module docstring)."""
+
+    def __init__(self, path: Path, pairs: list[tuple[str, str | None, str, tuple[int, int], str]], dataset: Any | None):
+        self.path, self.pairs = path, pairs  # (image id, image file or None, phrase, (H, W), RLE counts)
+        self.images = DatasetImages(dataset) if dataset is not None else None
+
+    @classmethod
+    def build(cls, ctx: Any, spec: MinedPairs) -> "MinedPairSource":
+        path = resolve_path(spec.path)
+        folder = path / "pairs" if (path / "pairs").is_dir() else path
+        files = [path] if path.is_file() else sorted(folder.glob("shard-*.jsonl"))
+        if not files:
+            raise BadInput(f"{path}: no mined pairs (shard-*.jsonl); make them with a mine-pairs recipe (docs/mining.md)")
+        pairs, problems, below = [], [], 0
+        for file in files:
+            with open(file, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                        mask = rec["mask"]
+                        item = (str(rec["image_id"]), rec.get("image"), str(rec["phrase"]),
+                                (int(mask["size"][0]), int(mask["size"][1])), str(mask["counts"]))
+                        score = float(rec.get("score", 1.0))
+                    except (ValueError, KeyError, TypeError, IndexError) as e:
+                        problems.append(f"{file.name}:{n}: {type(e).__name__}: {e}")
+                        continue
+                    if not item[2].strip():
+                        problems.append(f"{file.name}:{n}: empty phrase")
+                    elif score < spec.min_score:
+                        below += 1
+                    else:
+                        pairs.append(item)
+        if problems:
+            raise BadInput(f"{path}: {len(problems)} bad line(s) in the mined pairs:\n  " + "\n  ".join(problems[:10]))
+        if below:
+            log.info("mined-pairs: %d pairs below min_score %g left out", below, spec.min_score)
+        needs_dataset = any(p[1] is None for p in pairs)
+        if needs_dataset and not ctx.has("dataset"):
+            raise BadInput(f"{path}: pairs name dataset samples (image_id without image), so the recipe needs the mined `dataset:`")
+        _mask_utils()  # fail now, not at the first batch
+        return cls(path, pairs, ctx.component("dataset") if needs_dataset else None)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def nouns(self) -> list[str]:
+        return [p[2] for p in self.pairs]
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_id, file, _, size, counts = self.pairs[index]
+        pair_id = f"{self.path.name}:{image_id}:{index}"
+        if file is not None:
+            image = read_image(Path(file), pair_id)
+        else:
+            assert self.images is not None
+            image = self.images.image(image_id, pair_id)
+        mask = torch.from_numpy(_mask_utils().decode({"size": list(size), "counts": counts.encode("ascii")}).astype(bool))
+        if tuple(mask.shape) != tuple(image.shape[1:]):
+            raise SampleError(pair_id, f"mask is {tuple(mask.shape)}, its image {tuple(image.shape[1:])}")
+        return image, mask
+
+
+def _mask_utils() -> Any:
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError:
+        raise BadInput('mined pairs hold COCO RLE masks, read with pycocotools: pip install -e ".[mining]"') from None
+    return mask_utils
+
+
+class ConcatSource:
+    """Several sources as one: the pairs of the first, then of the second ..."""
+
+    def __init__(self, sources: list[PairSource]):
+        self.sources = sources
+        self.offsets = [0]
+        for source in sources:
+            self.offsets.append(self.offsets[-1] + len(source))
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def nouns(self) -> list[str]:
+        return [n for source in self.sources for n in source.nouns()]
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        for source, start, end in zip(self.sources, self.offsets, self.offsets[1:]):
+            if start <= index < end:
+                return source.load(index - start)
+        raise IndexError(index)
+
+
+def build_source(ctx: Any, spec: SegmentPairs | JsonlPairs | MinedPairs | list) -> PairSource:
+    if isinstance(spec, list):
+        sources = [build_source(ctx, s) for s in spec]
+        for s, one in zip(spec, sources):
+            log.info("pairs: %d from %s", len(one), s.source)
+        return sources[0] if len(sources) == 1 else ConcatSource(sources)
+    if isinstance(spec, MinedPairs):
+        return MinedPairSource.build(ctx, spec)
     if isinstance(spec, JsonlPairs):
         return JsonlPairSource.build(ctx, spec)
     return SegmentPairSource.build(ctx, spec)

@@ -110,11 +110,15 @@ class TrainAdapter(Task):
         from ovframe import RequiredFile
         from ovframe.files import resolve_path
 
-        pairs = config.pairs
-        if getattr(pairs, "source", None) == "jsonl":
-            return [RequiredFile(str(resolve_path(pairs.path)), "the (image, mask, noun) pairs file",
-                                 "made by a pair-mining run, or written by hand (format: docs/clip.md)", pairs.sha256)]
-        return []
+        files = []
+        for pairs in config.pairs if isinstance(config.pairs, list) else [config.pairs]:
+            if pairs.source == "jsonl":
+                files.append(RequiredFile(str(resolve_path(pairs.path)), "the (image, mask, noun) pairs file",
+                                          "written by hand or by a script (format: docs/clip.md)", pairs.sha256))
+            elif pairs.source == "mined-pairs":
+                files.append(RequiredFile(str(resolve_path(pairs.path)), "the pairs of a mine-pairs run",
+                                          "run a mine-pairs recipe (docs/mining.md), e.g. recipes/synth/mine_pairs.yaml"))
+        return files
 
     def run(self, ctx: RunContext) -> Mapping[str, Any]:
         cfg: TrainAdapterConfig = self.config  # type: ignore[assignment]
@@ -132,7 +136,7 @@ class TrainAdapter(Task):
 
         source = build_source(ctx, cfg.pairs)
         if len(source) == 0:
-            raise BadInput(f"{ctx.recipe.origin}: the pair source {cfg.pairs.source!r} gave no pairs")
+            raise BadInput(f"{ctx.recipe.origin}: task.pairs gave no pairs")
         pair_nouns = source.nouns()
         nouns = sorted(set(pair_nouns))
         noun_index = {n: i for i, n in enumerate(nouns)}

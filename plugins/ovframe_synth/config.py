@@ -51,6 +51,12 @@ class SynthDatasetConfig(ComponentConfig):
         "(labels: the object, the backdrop ignore)",
     )
 
+    analysis: bool = Field(
+        False,
+        description="allow labels: all on the train split, for measurements that never train on the labels (the "
+        "precision of pairs mined from the training captions); a training recipe must never set it",
+    )
+
     twins: bool = Field(
         False,
         description="images come in twins (indices 2k, 2k+1): the same picture with every object's shape changed, "
@@ -70,10 +76,11 @@ class SynthDatasetConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "SynthDatasetConfig":
-        if self.split == "train" and self.labels == "all":
+        if self.split == "train" and self.labels == "all" and not self.analysis:
             raise ValueError(
                 "labels: all is refused for split: train, because no training may use unseen-class labels; "
-                "use labels: seen (proposal training), labels: none (caption pretraining), or split: val"
+                "use labels: seen (proposal training), labels: none (caption pretraining), or split: val "
+                "(analysis: true allows it for measurements that never train, such as mined-pair precision)"
             )
         lo, hi = self.objects
         if not 1 <= lo <= hi <= 12:

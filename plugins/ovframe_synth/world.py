@@ -13,9 +13,10 @@ makes unseen compounds recognisable from words seen in other combinations. 3 of 
 are unseen. Unseen classes still appear in training images and are named in their captions; only
 their pixel labels are withheld from proposal training (see dataset.py, `labels: seen`).
 
-The package ships the class list as classes.txt (label order) and seen.txt (seen names), for recipes
+The package ships the class list as classes.txt (label order) and seen.txt (seen names), and the other
+phrases captions use for each class as aliases.json (judging mined pairs), for recipes
 (`vocabulary: {file: pkg://ovframe_synth/classes.txt}`); a test keeps them in step with this module.
-Changing anything here changes the world: bump WORLD_VERSION, regenerate the two files
+Changing anything here changes the world: bump WORLD_VERSION, regenerate the three files
 (`python -m ovframe_synth.world`) and retrain the shipped models.
 """
 
@@ -139,8 +140,30 @@ def class_file_texts() -> tuple[str, str]:
     return "".join(n + "\n" for n in CLASS_NAMES), "".join(c.name + "\n" for c in CLASSES if c.seen)
 
 
+def class_aliases() -> dict[str, list[str]]:
+    """Every other phrase captions name each class by (colour and shape synonyms, stuff phrases), for
+    judging phrases mined from captions (mine-pairs' precision); shipped as aliases.json."""
+    out: dict[str, list[str]] = {}
+    for c in CLASSES:
+        if c.is_thing:
+            colours = (c.colour,) + COLOURS[c.colour][1]
+            shapes = (c.shape,) + tuple(singular for singular, _ in SHAPES[c.shape][1])
+            phrases = [f"{a} {b}" for a in colours for b in shapes]
+        else:
+            phrases = list(STUFF[c.name])
+        out[c.name] = [p for p in phrases if p != c.name]
+    return out
+
+
+def aliases_text() -> str:
+    import json
+
+    return json.dumps(class_aliases(), indent=1) + "\n"
+
+
 if __name__ == "__main__":  # regenerate the shipped class files
     classes, seen = class_file_texts()
     (DATA_DIR / "classes.txt").write_text(classes, encoding="utf-8")
     (DATA_DIR / "seen.txt").write_text(seen, encoding="utf-8")
-    print(f"wrote {DATA_DIR}/classes.txt ({len(CLASSES)} classes) and seen.txt ({sum(SEEN)} seen)")
+    (DATA_DIR / "aliases.json").write_text(aliases_text(), encoding="utf-8")
+    print(f"wrote {DATA_DIR}/classes.txt ({len(CLASSES)} classes), seen.txt ({sum(SEEN)} seen) and aliases.json")
