@@ -13,6 +13,7 @@ vocabulary: the engine mines free text, the adapter learns from it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Any, Iterable
 
@@ -33,8 +34,10 @@ _DROPPED_POS = frozenset({"DET", "NUM", "PRON", "PUNCT", "PART", "CCONJ", "ADP",
 _DROPPED_DEPS = frozenset({"det", "nummod", "poss", "predet", "case", "quantmod"})
 
 
+@functools.lru_cache(maxsize=4)
 def load_pipeline(name: str) -> Any:
-    """The spaCy pipeline `name` (a package or a path), without NER; BadInput with the install command if missing."""
+    """The spaCy pipeline `name` (a package or a path), without NER, loaded once per process; BadInput with
+    the install command if missing."""
     try:
         import spacy
     except ImportError:

@@ -40,3 +40,18 @@ def test_shipped_class_files_match_the_world():
     seen = package.joinpath("seen.txt").read_text(encoding="utf-8").splitlines()
     assert classes == list(world.CLASS_NAMES)
     assert seen == [c.name for c in world.CLASSES if c.seen]
+
+
+def test_shipped_aliases_match_the_world_and_the_captions():
+    import json
+
+    from ovframe_synth import captions
+
+    package = resources.files("ovframe_synth")
+    assert package.joinpath("aliases.json").read_text(encoding="utf-8") == world.aliases_text()
+    aliases = json.loads(world.aliases_text())
+    assert set(aliases) == set(world.CLASS_NAMES)
+    assert "violet star" in aliases["purple star"] and "red disc" in aliases["red circle"] and "a lawn" in aliases["grass"]
+    phrases = [p for name, ps in aliases.items() for p in [name, *ps]]
+    assert len(phrases) == len(set(phrases)), "an alias names two classes"
+    assert captions.STUFF_PHRASE_RATE > 0  # stuff aliases are the phrases captions use (world.STUFF)
