@@ -36,11 +36,31 @@ COCO_DOWNLOAD = (
 )
 
 
-def _no_vocabulary(name: str) -> BadInput:
-    return BadInput(f"dataset {name!r} holds captioned images without class labels; give the recipe a `vocabulary:`")
+class CaptionDataset(Dataset):
+    """Images with captions and no labels: subclasses fill `entries` with (image file, captions, extra meta)."""
+
+    entries: list[tuple[Path, list[Any], dict[str, Any]]]
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        raise BadInput(f"dataset {self.name!r} holds captioned images without class labels; give the recipe a `vocabulary:`")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def sample_id(self, index: int) -> str:
+        return self.entries[index][0].stem
+
+    def captions(self, index: int) -> list[Any]:
+        return list(self.entries[index][1])
+
+    def __getitem__(self, index: int) -> Sample:
+        path, captions, extra = self.entries[index]
+        image = read_image(path, path.stem)
+        return Sample(image, None, path.stem, {"captions": list(captions), "image": str(path), **extra})
 
 
-class CocoCaptions(Dataset):
+class CocoCaptions(CaptionDataset):
     name = "coco-captions"
     Config = CocoCaptionsConfig
 
@@ -59,12 +79,11 @@ class CocoCaptions(Dataset):
                 coco = COCO(str(self.annotations))
             except (ValueError, KeyError, UnicodeDecodeError) as e:
                 raise BadInput(f"{self.annotations} is not a COCO captions file: {e}") from None
-        self._images: list[tuple[str, int, list[Any]]] = []
+        self.entries = []
         for image_id in sorted(coco.getImgIds()):
-            info = coco.imgs[image_id]
             captions = [a.get("caption") for a in coco.imgToAnns.get(image_id, [])]
-            self._images.append((info["file_name"], int(image_id), captions))
-        if not self._images:
+            self.entries.append((self.image_dir / coco.imgs[image_id]["file_name"], captions, {"coco_id": int(image_id)}))
+        if not self.entries:
             raise BadInput(f"{self.annotations} lists no images")
 
     @staticmethod
@@ -91,26 +110,6 @@ class CocoCaptions(Dataset):
             RequiredFile(str(annotations), f"COCO Captions {config.split}2017 annotations", how),
             RequiredFile(str(images), f"COCO {config.split}2017 images", how),
         ]
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        raise _no_vocabulary(self.name)
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def sample_id(self, index: int) -> str:
-        return Path(self._images[index][0]).stem
-
-    def captions(self, index: int) -> list[Any]:
-        return list(self._images[index][2])
-
-    def __getitem__(self, index: int) -> Sample:
-        file_name, coco_id, captions = self._images[index]
-        path = self.image_dir / file_name
-        sample_id = Path(file_name).stem
-        image = read_image(path, sample_id)
-        return Sample(image, None, sample_id, {"captions": list(captions), "image": str(path), "coco_id": coco_id})
 
     @classmethod
     def prepare(cls, source: str, root: str, splits: list[str] | None = None, **options: Any) -> None:
@@ -169,7 +168,7 @@ def _copy_found(src: Path, wanted: Any, dest: Path, flat: bool) -> int:
     return copied
 
 
-class CaptionFolder(Dataset):
+class CaptionFolder(CaptionDataset):
     name = "caption-folder"
     Config = CaptionFolderConfig
 
@@ -180,17 +179,18 @@ class CaptionFolder(Dataset):
         self.captions_file = Path(os.path.expanduser(config.captions)) if config.captions else self.root / "captions.jsonl"
         if not self.image_dir.is_dir():
             raise BadInput(f"{self.image_dir}: no such folder; expected ROOT/images/<id>.jpg|png and ROOT/captions.jsonl")
-        self._images = sorted(
+        images = sorted(
             (p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
             key=lambda p: p.name,
         )
-        stems = [p.stem for p in self._images]
+        stems = [p.stem for p in images]
         if len(set(stems)) != len(stems):
             raise BadInput(f"{self.image_dir}: two images share an id (file name without extension)")
-        if not self._images:
+        if not images:
             raise BadInput(f"{self.image_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        self._captions, self.problems = read_captions_jsonl(self.captions_file)
-        unknown = sorted(set(self._captions) - set(stems))
+        captions, self.problems = read_captions_jsonl(self.captions_file)
+        self.entries = [(p, captions.get(p.stem, []), {}) for p in images]
+        unknown = sorted(set(captions) - set(stems))
         if unknown:
             log.warning("%s: %d id(s) without an image in %s, such as %r (ignored)", self.captions_file, len(unknown), self.image_dir, unknown[0])
         for problem in self.problems[:10]:
@@ -203,24 +203,6 @@ class CaptionFolder(Dataset):
         how = 'one {"id": ID, "captions": [...]} object a line, ID the file name of images/<ID>.<ext> without extension'
         return [RequiredFile(str(root / "images"), "the captioned images", "ROOT/images/<id>.jpg|png"),
                 RequiredFile(str(captions), "the captions", how)]
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        raise _no_vocabulary(self.name)
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def sample_id(self, index: int) -> str:
-        return self._images[index].stem
-
-    def captions(self, index: int) -> list[Any]:
-        return list(self._captions.get(self._images[index].stem, []))
-
-    def __getitem__(self, index: int) -> Sample:
-        path = self._images[index]
-        image = read_image(path, path.stem)
-        return Sample(image, None, path.stem, {"captions": self.captions(index), "image": str(path)})
 
 
 def read_captions_jsonl(path: Path) -> tuple[dict[str, list[Any]], list[str]]:

@@ -15,9 +15,8 @@ only the shards that are not, so no pair is lost or written twice.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ovframe.io import write_json, write_text
 
@@ -50,21 +49,3 @@ def remove_partial(folder: Path, k: int) -> None:
 
 def read_stats(folder: Path, k: int) -> dict[str, Any]:
     return json.loads((folder / f"{shard_name(k)}.stats.json").read_text(encoding="utf-8"))
-
-
-def shard_files(path: str | os.PathLike) -> list[Path]:
-    """The .jsonl shards of a mining run folder, of its pairs/ folder, or one file."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    folder = path / PAIRS_DIR if (path / PAIRS_DIR).is_dir() else path
-    return sorted(folder.glob("shard-*.jsonl"))
-
-
-def iter_records(path: str | os.PathLike) -> Iterator[tuple[Path, int, str]]:
-    """(file, line number, line) of every non-blank line of the shards."""
-    for file in shard_files(path):
-        with open(file, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    yield file, n, line
