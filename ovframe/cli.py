@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,wall"')
     vocab.add_argument("--vocab-file", help="a text file with one class name per line")
     p.add_argument("--recipe", help="the pipeline to use: a recipe file or a shipped recipe's name (default: demo)")
-    p.add_argument("--out", default="runs/predict", help="run folder; pictures go to OUT/predictions/ (default: %(default)s)")
+    p.add_argument("--out", default=None, help="run folder; pictures go to OUT/predictions/ (default: a new folder per call, runs/predict/<date-time>_<classes>)")
     p.add_argument("--batch-size", type=int, default=None, help="images per pipeline call")
     _add_overrides(p)
 
@@ -323,19 +323,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .api import vocabulary_names
+    from .errors import Location
     from .recipes.locate import locate_recipe
     from .recipes.resolve import apply_override, apply_overrides, load_tree
     from .recipes.schema import validate
     from .registry import get_registry
     from .runner import read_class_file, run_recipe
-    from .errors import Location
 
-    if args.vocab is not None:
-        names = [n.strip() for n in args.vocab.split(",") if n.strip()]
-        if not names:
-            raise BadInput('--vocab needs at least one class name, e.g. --vocab "cat,sofa,wall"')
-    else:
-        names = list(read_class_file(args.vocab_file))
+    names = list(vocabulary_names(args.vocab if args.vocab is not None else read_class_file(args.vocab_file)))
     recipe_path = str(locate_recipe(args.recipe or "demo"))
     registry = get_registry()
     tree = load_tree(recipe_path)
@@ -347,9 +343,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tree = apply_override(tree, (key,), value, here)
     tree = apply_overrides(tree, args.overrides, registry, recipe_path)
     recipe = validate(tree, registry, recipe_path)
-    run_recipe(recipe, registry, out_dir=Path(args.out))
-    print(f"predictions written to {Path(args.out) / 'predictions'}")
+    out = _predict_dir(args.out, recipe, names)
+    run_recipe(recipe, registry, out_dir=out)
+    print((out / "summary.md").read_text(encoding="utf-8"), end="")
+    print(f"predictions: {out / 'predictions'} (overlay and label PNGs, JSON with COCO RLE segments, coco.json)")
     return 0
+
+
+def _predict_dir(out: str | None, recipe, names: list[str]) -> Path:
+    """--out as given (refused if it holds another call's predictions), else a new folder per call:
+    <output_dir>/predict/<date-time>_<first class names>."""
+    import re
+    import time
+
+    from .runner import _dump_recipe
+
+    if out is not None:
+        saved = Path(out) / "recipe.yaml"
+        if saved.exists() and saved.read_text(encoding="utf-8") != _dump_recipe(recipe):
+            raise BadInput(
+                f"{out} holds predictions of another recipe, vocabulary or set of images (see {saved}); "
+                f"choose another --out, or leave --out out: every call then gets a folder of its own"
+            )
+        return Path(out)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(names)).strip("-")[:40].rstrip("-.") or "predict"
+    base = Path(recipe.top.output_dir) / "predict" / f"{time.strftime('%Y%m%d-%H%M%S')}_{slug}"
+    path, n = base, 1
+    while path.exists():  # two calls within a second
+        n += 1
+        path = base.with_name(f"{base.name}_{n}")
+    return path
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

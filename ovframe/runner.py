@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import yaml
 
@@ -154,12 +154,52 @@ class RunContext:
             resolution=self.recipe.top.resolution,
         )
 
-    def progress(self, iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:
-        """A progress bar on a terminal (main process only), nothing otherwise."""
-        from tqdm.auto import tqdm
+    def progress(
+        self, iterable: Iterable[T], total: int | None = None, desc: str = "", weight: Callable[[T], int] | None = None
+    ) -> Iterable[T]:
+        """Progress of a long loop, from the main process: a bar on a terminal; elsewhere (a log file, CI)
+        a log line every PROGRESS_EVERY seconds and one at the end. `weight(item)`: how many units an
+        item is (the images of a batch); `total` counts units."""
+        if not self.is_main:
+            return iterable
+        if sys.stderr.isatty():
+            return _progress_bar(iterable, total, desc, weight)
+        return _progress_lines(iterable, total, desc, weight, self.log)
 
-        disable = None if self.is_main else True  # None: off when stderr is not a terminal
-        return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, leave=False)
+
+PROGRESS_EVERY = 10.0
+"""Seconds between progress lines when stderr is not a terminal."""
+
+
+def _progress_bar(iterable: Iterable[T], total: int | None, desc: str, weight: Callable[[T], int] | None) -> Iterable[T]:
+    from tqdm.auto import tqdm
+
+    if weight is None:
+        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, leave=False)  # keeps set_postfix
+
+    def weighted() -> Iterator[T]:
+        with tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False) as bar:
+            for item in iterable:
+                yield item
+                bar.update(weight(item))
+
+    return weighted()
+
+
+def _progress_lines(
+    iterable: Iterable[T], total: int | None, desc: str, weight: Callable[[T], int] | None, logger: logging.Logger
+) -> Iterator[T]:
+    start = last = time.perf_counter()
+    done = 0
+    of = f"/{total}" if total is not None else ""
+    for item in iterable:
+        yield item
+        done += weight(item) if weight else 1
+        now = time.perf_counter()
+        if now - last >= PROGRESS_EVERY and (total is None or done < total):
+            logger.info("%s: %d%s, %.1f/s", desc, done, of, done / (now - start))
+            last = now
+    logger.info("%s: %d%s done in %.1f s", desc, done, of, time.perf_counter() - start)
 
 
 def read_class_file(path: str | os.PathLike) -> tuple[str, ...]:

@@ -1,9 +1,16 @@
 """The `predict` task: segment the user's images with the user's words.
 
-Per image it writes, under <run>/predictions/: NAME.overlay.png (the image, coloured regions and a
-legend), NAME.label.png (class indices; 255, or 65535 past 254 classes, is unlabelled) and NAME.json
-(the class names and the share of pixels each got). Images go through the pipeline `batch_size` at a
-time, so memory stays bounded for folders of any size; an unreadable image is reported and skipped.
+Under <run>/predictions/, per image NAME:
+    NAME.overlay.png   the input beside the coloured prediction, a legend of the classes and their shares
+    NAME.label.png     class indices (255, or 65535 past 254 classes, is unlabelled)
+    NAME.json          class names, pixel shares, one segment per class present (class, score, area,
+                       bbox, COCO RLE): ovframe.results.SegmentationResult.to_json
+and for the whole run predictions/coco.json (COCO images, categories and scored annotations, which
+pycocotools and COCO tools read; category_id = class index + 1), and <run>/summary.md: per class, its
+share of all pixels and the number of images it appears in (what `ovframe predict` prints).
+
+Images go through the pipeline `batch_size` at a time, so memory stays bounded for folders of any
+size; an unreadable image is reported and skipped.
 """
 
 from __future__ import annotations
@@ -12,15 +19,13 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
 from ..errors import SampleError
 from ..images import find_images, read_image
 from ..interfaces import Task
-from ..io import atomic_path, write_text
+from ..io import atomic_path, markdown_table, write_json, write_text
 from ..records import Sample, Vocabulary
+from ..results import CocoCollector, SegmentationResult, make_result
 from ..runner import RunContext
-from ..visualize import label_image, overlay
 from .config import PredictConfig
 
 OTHERS = "others"
@@ -48,9 +53,12 @@ class Predict(Task):
         out = ctx.out_dir / "predictions"
         out.mkdir(parents=True, exist_ok=True)
         names = _unique_stems(paths)
+        coco = CocoCollector(vocabulary.names)
+        pixels = dict.fromkeys(vocabulary.names, 0)
+        images_with = dict.fromkeys(vocabulary.names, 0)
         written, failed = 0, 0
         batches = [paths[i : i + cfg.batch_size] for i in range(0, len(paths), cfg.batch_size)]
-        for batch in ctx.progress(batches, desc="predict"):
+        for batch in ctx.progress(batches, total=len(paths), desc="predict", weight=len):
             samples = []
             for path in batch:
                 try:
@@ -64,31 +72,50 @@ class Predict(Task):
             segmentations = pipeline.segment(samples, vocabulary)
             with ctx.timings.stage("write"):
                 for sample, seg in zip(samples, segmentations):
-                    self._write(out, sample, seg.labels.cpu().numpy(), vocabulary, cfg.outputs)
+                    result = make_result(sample.image, seg, vocabulary.names, id=sample.id)
+                    self._write(out, sample, result, cfg.outputs)
+                    coco.add(result, sample.meta["path"])
+                    for s in result.segments:
+                        pixels[s.label] += s.area
+                        images_with[s.label] += 1
                     written += 1
+        if "json" in cfg.outputs:
+            write_json(out / "coco.json", coco.to_dict())
+        total = max(sum(pixels.values()), 1)
+        summary = [
+            {"class": name, "pixels": f"{100 * pixels[name] / total:.1f}%", "images": f"{images_with[name]}/{written}"}
+            for name in sorted(vocabulary.names, key=lambda n: (-pixels[n], vocabulary.names.index(n)))
+        ]
+        write_text(ctx.out_dir / "summary.md", markdown_table(summary, ["class", "pixels", "images"]) + "\n")
         ctx.log.info("wrote %d prediction(s) to %s%s", written, out, f"; {failed} unreadable" if failed else "")
-        return {"images": written, "images_failed": failed, "classes": len(vocabulary)}
+        return {
+            "images": written,
+            "images_failed": failed,
+            "classes": len(vocabulary),
+            "shares": {name: round(pixels[name] / total, 6) for name in vocabulary.names},
+            "images_with": images_with,
+        }
 
     @staticmethod
-    def _write(out: Path, sample: Sample, labels: np.ndarray, vocabulary: Vocabulary, outputs: list[str]) -> None:
+    def _write(out: Path, sample: Sample, result: SegmentationResult, outputs: list[str]) -> None:
         stem = out / sample.id
         if "overlay" in outputs:
-            picture = overlay(sample.image.permute(1, 2, 0).numpy(), labels, vocabulary.names, title=sample.id)
             with atomic_path(f"{stem}.overlay.png") as tmp:
-                picture.save(tmp, format="PNG")
+                result.overlay(title=Path(sample.meta.get("path", sample.id)).name).save(tmp, format="PNG")
         if "label" in outputs:
             with atomic_path(f"{stem}.label.png") as tmp:
-                label_image(labels, len(vocabulary)).save(tmp, format="PNG")
+                result.label_image().save(tmp, format="PNG")
         if "json" in outputs:
-            ids, counts = np.unique(labels, return_counts=True)
-            fractions = {vocabulary.names[int(k)]: round(float(c) / labels.size, 6) for k, c in zip(ids, counts)}
-            info = {
-                "image": sample.meta.get("path", sample.id),
-                "size": list(labels.shape),
-                "classes": list(vocabulary.names),
-                "fractions": dict(sorted(fractions.items(), key=lambda kv: -kv[1])),
-            }
-            write_text(f"{stem}.json", json.dumps(info, indent=2) + "\n")
+            info = {"image": sample.meta.get("path", sample.id), **result.to_json()}
+            write_text(f"{stem}.json", _readable_json(info))
+
+
+def _readable_json(info: dict[str, Any]) -> str:
+    """One key per line and one segment per line (an RLE string is long; a list per number is longer)."""
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items() if k != "segments"]
+    segments = ",\n".join(f"    {json.dumps(s)}" for s in info.get("segments", []))
+    lines.append(f'  "segments": [\n{segments}\n  ]' if segments else '  "segments": []')
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _unique_stems(paths: list[Path]) -> dict[Path, str]:
