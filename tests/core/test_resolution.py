@@ -18,27 +18,7 @@ from ovframe.images import resize_image, resize_label
 from ovframe.pipeline import Pipeline
 from ovframe.records import TEST_RESIZED_FROM, Segmentation
 
-
-def np_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """[C, h, w] -> [C, H, W]: bilinear with half-pixel centres, edges clamped (align_corners=False)."""
-
-    def axis(n_in: int, n_out: int):
-        src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
-        i0 = np.floor(src).astype(int)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        return i0, i1, src - i0
-
-    y0, y1, ly = axis(x.shape[1], size[0])
-    x0, x1, lx = axis(x.shape[2], size[1])
-    rows = x[:, y0] * (1 - ly)[None, :, None] + x[:, y1] * ly[None, :, None]
-    return rows[:, :, x0] * (1 - lx)[None, None] + rows[:, :, x1] * lx[None, None]
-
-
-def pil_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """What detectron2's ResizeTransform.apply_image does with a uint8 HWC image."""
-    hwc = image.permute(1, 2, 0).numpy()
-    out = np.asarray(Image.fromarray(hwc).resize((size[1], size[0]), Image.BILINEAR))
-    return torch.from_numpy(out.copy()).permute(2, 0, 1)
+from reference_order import np_bilinear, pil_resize
 
 
 def smooth_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
