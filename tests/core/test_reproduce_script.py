@@ -13,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def datasets_env(monkeypatch):
+    monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)  # --datasets sets it; forgotten after each test
+
+
 @pytest.fixture(scope="module")
 def script():
     spec = importlib.util.spec_from_file_location("reproduce_ovseg", ROOT / "scripts" / "reproduce_ovseg.py")
