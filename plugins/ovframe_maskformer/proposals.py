@@ -8,9 +8,10 @@ the image itself (float, bilinear with antialiasing) and resizes the mask logits
 
 Per image: normalise, pad (zeros after normalisation) to a multiple of `size_divisibility` (each image
 to its own padded size by default, as the reference's one-image batches; `batch_padding: shared` pads a
-batch to its largest image); run the network; take the last decoder layer; upsample the mask logits (bilinear) to the padded size,
-crop the padding away and, if the image was resized here, resize (bilinear) to the sample's own size.
-Class logits are [Q, K+1] against the vocabulary of the text embeddings given at call time, no-object last.
+batch to its largest image); run the network; take the last decoder layer; upsample the mask logits
+(bilinear) to the padded size, crop the padding away and, if the image was resized here, resize
+(bilinear) to the sample's own size. Class logits are [Q, K+1] against the vocabulary of the text
+embeddings given at call time, no-object last.
 """
 
 from __future__ import annotations

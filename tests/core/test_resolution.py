@@ -70,16 +70,21 @@ class _Config(ComponentConfig):
     pass
 
 
-class StripesAtTestSize(ProposalGenerator):
-    """Three horizontal soft stripes; wants the image at 1.5x. Records what it is given."""
+class Recording:
+    """A test component without options that notes what it is given in `seen`."""
 
-    name = "stripes"
     Config = _Config
     needs_text = False
 
     def __init__(self, seen: Seen):
-        super().__init__(_Config())
+        super().__init__(_Config())  # type: ignore[call-arg]
         self.seen = seen
+
+
+class StripesAtTestSize(Recording, ProposalGenerator):
+    """Three horizontal soft stripes; wants the image at 1.5x."""
+
+    name = "stripes"
 
     def test_size(self, h, w):
         return round(h * 1.5), round(w * 1.5)
@@ -96,16 +101,10 @@ class StripesAtTestSize(ProposalGenerator):
         return out
 
 
-class RedAmount(RegionClassifier):
+class RedAmount(Recording, RegionClassifier):
     """Scores each stripe by the mean red of the pixels it covers (sigmoid > 0.5): [red, not red]."""
 
     name = "red-amount"
-    Config = _Config
-    needs_text = False
-
-    def __init__(self, seen: Seen):
-        super().__init__(_Config())
-        self.seen = seen
 
     def classify(self, samples, proposals, text, vocabulary):
         self.seen.classified += samples
