@@ -25,6 +25,7 @@ examples:
   ovframe plugins --json                             installed plugins and their components
   ovframe bench demo --images 40                     images/s, ms and share per stage, peak memory
   ovframe bench demo --compare-override classifier.chunk_size=16   the same recipe with one change, as ratios
+  ovframe export demo --stage classifier             the classifier (with its adapter) as ONNX, checked by onnxruntime
 
 exit codes: 0 success, 2 bad input (recipe, arguments, missing files), 1 failure at run time.
 docs: docs/recipes.md, docs/writing-a-plugin.md
@@ -109,6 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="images per pipeline call (default: the recipe task's batch_size, else 1)")
     p.add_argument("--inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="time these images instead of the recipe's dataset")
     p.add_argument("--out", help="where the report goes (default: <output_dir>/bench/<recipe>[-vs-<other>])")
+    _add_overrides(p)
+
+    p = sub.add_parser(
+        "export", help="export a stage's network to ONNX, checked against torch",
+        description="Export the network of a recipe's stage to ONNX (free batch axis), run it with onnxruntime "
+        "and compare its outputs with torch's (fails above the tolerance). Writes STAGE.onnx, STAGE.json (inputs, "
+        "outputs, the check, how to use them) and the tensors a deployer needs (STAGE.NAME.npy).",
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="a recipe file or a shipped recipe's name")
+    p.add_argument(
+        "--stage", required=True, choices=["classifier", "proposals", "text", "all"],
+        help="classifier: the region classifier's image tower with its adapter; proposals: the proposal network; "
+        "text: the text tower; all: every one the recipe has",
+    )
+    p.add_argument("--out", help="output folder (default: <output_dir>/export/<recipe>)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: %(default)s)")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4,
+        help="fail when max|onnxruntime - torch| exceeds this times max(1, max|torch|) (default: %(default)g)",
+    )
     _add_overrides(p)
     return parser
 
@@ -423,6 +444,58 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import STAGES
+
+    if not 14 <= args.opset <= 23:
+        raise BadInput(f"--opset {args.opset}: the exporter writes opsets 14 to 23 (default 18)")
+    if not args.tolerance > 0:
+        raise BadInput(f"--tolerance must be positive (got {args.tolerance})")
+    rset, recipe = _load_any(args.recipe, args.overrides)
+    if rset is not None:
+        raise BadInput(f"{args.recipe} is a recipe set; export one of its variants' recipes")
+    _complete(recipe)
+    stages = [s for s in STAGES if args.stage in (s, "all") and (args.stage != "all" or recipe.section(STAGES[s]))]
+    for stage in stages:
+        if recipe.section(STAGES[stage]) is None:
+            raise BadInput(f"{recipe.origin}: no `{STAGES[stage]}:` section to export")
+    if not stages:
+        raise BadInput(f"{recipe.origin} has none of the sections export knows: {', '.join(f'{v}:' for v in STAGES.values())}")
+    from .export import _require_onnx
+
+    _require_onnx()
+    from .export import export_stage
+    from .files import check_required_files
+    from .registry import get_registry
+    from .runner import RunContext, required_files, seed_everything
+
+    kinds = [STAGES[s] for s in stages] + (["adapter"] if "classifier" in stages else [])
+    check_required_files(required_files(recipe, kinds))
+    import torch
+
+    seed_everything(recipe.seed)
+    out_dir = Path(args.out) if args.out else Path(recipe.top.output_dir) / "export" / recipe.name
+    ctx = RunContext(recipe, out_dir, get_registry(), torch.device("cpu"))
+    from .io import markdown_table
+
+    rows, failed = [], []
+    for stage in stages:
+        print(f"exporting {stage} ({recipe.sections[STAGES[stage]].spec.name}) ...", file=sys.stderr)
+        manifest = export_stage(ctx, stage, out_dir, args.opset, args.tolerance)
+        size = (out_dir / manifest["file"]).stat().st_size / 2**20
+        print(f"{stage}: {out_dir / manifest['file']} ({size:.1f} MiB), {out_dir / f'{stage}.json'}")
+        for check in manifest["check"]["results"]:
+            rows.append({"stage": stage, "output": check["output"], "shape": "x".join(map(str, check["shape"])),
+                         "max abs diff": f"{check['max_abs_diff']:.3g}", "allowed": f"{check['allowed']:.3g}",
+                         "ok": "yes" if check["ok"] else "NO"})
+            if not check["ok"]:
+                failed.append(f"{stage}.{check['output']}")
+    print("\nonnxruntime vs torch:\n" + markdown_table(rows))
+    if failed:
+        raise OvframeError(f"onnxruntime differs from torch beyond the tolerance for {', '.join(failed)} (the files are kept)")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
@@ -432,4 +505,5 @@ COMMANDS = {
     "predict": cmd_predict,
     "prepare": cmd_prepare,
     "bench": cmd_bench,
+    "export": cmd_export,
 }

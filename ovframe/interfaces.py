@@ -22,6 +22,7 @@ from .errors import RequiredFile
 if TYPE_CHECKING:
     import torch
 
+    from .export import ExportGraph
     from .records import Proposals, RegionScores, Sample, Segmentation, TextEmbeddings, Vocabulary
     from .runner import RunContext
 
@@ -51,6 +52,12 @@ class Component(ABC):
             if isinstance(value, torch.nn.Module):
                 value.to(self.device)
         return self
+
+    def export_graph(self) -> "ExportGraph":
+        """The component's network for `ovframe export` (ONNX): an nn.Module, example inputs, the axes left
+        free, what a deployer needs besides the graph (ovframe.export.ExportGraph). Optional: components
+        that cannot be exported keep this default, and `ovframe export` says so."""
+        raise NotImplementedError
 
 
 class TextEncoder(Component):

@@ -46,6 +46,12 @@ class ClipRegionClassifier(RegionClassifier):
     def required_files(cls, config):
         return required_files(config)
 
+    def export_graph(self):
+        """The image tower with its adapter, for `ovframe export` (see export.py)."""
+        from .export import classifier_graph
+
+        return classifier_graph(self)
+
     def attach(self, adapter: Adapter) -> None:
         """Hand the image model to `adapter`; regions are encoded by what it returns from now on."""
         if self.adapter is not None:

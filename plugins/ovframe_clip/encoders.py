@@ -105,11 +105,16 @@ class MaskPromptEncoder(RegionEncoder):
         return {**super().describe(), "depth": self.depth, "shared": self.prompts.shape[1] == 1}
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        v = self.visual
         if masks.shape != (images.shape[0], images.shape[2], images.shape[3]):
             raise ValueError(f"masks must be [B, S, S] like the images {tuple(images.shape)}, got {tuple(masks.shape)}")
-        keep = patch_keep(masks, v.patch_size)[..., None]  # [B, grid*grid, 1]
-        prompts = self.prompts.to(images.dtype)
+        return self.forward_patches(images, patch_keep(masks, self.visual.patch_size), self.prompts)
+
+    def forward_patches(self, images: torch.Tensor, keep: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """The forward from the patch mask: keep bool [B, grid*grid] (True: the patch keeps its token),
+        prompts [depth, grid*grid | 1, width] (what `ovframe export` takes as inputs)."""
+        v = self.visual
+        keep = keep[..., None]  # [B, grid*grid, 1]
+        prompts = prompts.to(images.dtype)
         x = v.conv1(images)  # [B, width, g, g]
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [B, g*g, width]
         x = torch.where(keep, x, prompts[0])
@@ -125,7 +130,7 @@ class MaskPromptEncoder(RegionEncoder):
             else:
                 h = block(h)
             x = h if batch_first else h.transpose(0, 1)
-            if i + 1 < self.depth:
+            if i + 1 < prompts.shape[0]:
                 x = torch.cat([x[:, :1], torch.where(keep, x[:, 1:], prompts[i + 1])], dim=1)
         pooled, _ = v._pool(x)
         if v.proj is not None:

@@ -45,6 +45,12 @@ class ClipTextEncoder(TextEncoder):
     def required_files(cls, config: ClipTextConfig):
         return required_files(config)
 
+    def export_graph(self):
+        """The text tower, for `ovframe export` (see export.py)."""
+        from .export import text_graph
+
+        return text_graph(self)
+
     def _text_dim(self) -> int:
         proj = getattr(self.clip, "text_projection", None)
         if isinstance(proj, torch.Tensor):

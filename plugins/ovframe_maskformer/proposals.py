@@ -74,6 +74,12 @@ class MaskFormerProposals(ProposalGenerator):
             )
         return out
 
+    def export_graph(self):
+        """The network (last decoder layer), for `ovframe export` (see export.py)."""
+        from .export import proposals_graph
+
+        return proposals_graph(self)
+
     def build_untrained(self, embed_dim: int) -> MaskFormerModel:
         """A fresh network (backbone from `backbone_pretrained`) for training against `embed_dim`-d text."""
         if self.config.embed_dim is not None and self.config.embed_dim != embed_dim:
