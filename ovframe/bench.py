@@ -310,8 +310,11 @@ def check_recipe(recipe: Any, inputs: list[str] | None) -> None:
     missing = [f"`{k}:`" for k in ("proposals", "fuser") if recipe.section(k) is None]
     if missing:
         raise BadInput(f"{recipe.origin}: a benchmark runs the segmentation pipeline; the recipe has no {' or '.join(missing)} section")
-    if inputs is None and recipe.section("dataset") is None:
-        raise BadInput(f"{recipe.origin} has no `dataset:` to take images from; name images with --inputs IMAGES_OR_FOLDERS")
+    if recipe.section("dataset") is None:
+        if inputs is None:
+            raise BadInput(f"{recipe.origin} has no `dataset:` to take images from; name images with --inputs IMAGES_OR_FOLDERS")
+        if recipe.top.vocabulary is None:
+            raise BadInput(f"{recipe.origin}: without a `dataset:`, the recipe needs a `vocabulary:` (or -o vocabulary.names=[a,b])")
 
 
 def check_counts(images: int, warmup: int | None, batch_size: int | None) -> None:

@@ -133,6 +133,7 @@ def ovframe(*args, cwd=ROOT):
         (["{tmp}/nopipe.yaml"], "has no `proposals:` or `fuser:` section"),
         (["{tmp}/nodata.yaml"], "has no `dataset:` to take images from"),
         (["{tmp}/r.yaml", "--inputs", "{tmp}/nothing-here"], "--inputs"),
+        (["{tmp}/nodata.yaml", "--inputs", "{tmp}"], "needs a `vocabulary:`"),
         (["{tmp}/r.yaml", "-o", "fuser.lam=2"], "fuser.lam"),
     ],
 )
@@ -165,11 +166,24 @@ def test_bench_command_compares_two_recipes_in_child_processes(tmp_path):
     assert [r["images"] for r in results] == [3, 3]
     assert [r["calls"]["propose"] for r in results] == [2, 3]
     assert all(r["peak_rss_mib"] > 50 for r in results)  # each child's own
-    # a failure inside a child (here: ground-truth masks on a dataset-less image) is exit 1 with its reason
-    image = tmp_path / "photo.png"
+
+
+def test_a_failure_inside_a_child_is_reported_with_its_reason(tmp_path, registry):
+    """The child's side of the pipe, run here: a run-time failure comes back as `failed` with its reason."""
+    import multiprocessing
+
     from PIL import Image
 
-    Image.new("RGB", (16, 16)).save(image)
-    out = ovframe("bench", str(recipe), "--images", "1", "--inputs", str(image), "--out", str(tmp_path / "c"))
-    assert out.returncode == 1, out.stderr
-    assert "needs labelled samples" in out.stderr
+    from ovframe.bench import _child
+
+    recipe = write(
+        tmp_path / "r.yaml",
+        "name: r\nvocabulary: {names: [a, b]}\nproposals: ground-truth-masks\nclassifier: oracle\nfuser: clip-only\n",
+    )
+    Image.new("RGB", (16, 16)).save(tmp_path / "photo.png")
+    ours, theirs = multiprocessing.Pipe()
+    ours.send(("batch", 0))  # the warm-up batch: ground-truth masks on an image without labels
+    _child(BenchJob(str(recipe), [], 1, None, None, [str(tmp_path / "photo.png")]), "r", theirs)
+    assert ours.recv() == ("ready", 2)
+    kind, message = ours.recv()
+    assert kind == "failed" and "needs labelled samples" in message
