@@ -36,7 +36,7 @@ def by_iou(p):
     [
         FILTERS_OFF,
         dict(pred_iou_thresh=0.0005, stability_score_thresh=0.4, box_nms_thresh=1.0, max_proposals=None),
-        dict(FILTERS_OFF, crop_n_layers=1, crop_overlap_ratio=0.2),
+        pytest.param(dict(FILTERS_OFF, crop_n_layers=1, crop_overlap_ratio=0.2), marks=pytest.mark.slow),
     ],
     ids=["filters-off", "filters-on", "crops"],
 )
@@ -77,6 +77,7 @@ def test_mask_logits_are_sams_own_upsampled_logits(tiny_weights, tiny_sam):
     assert torch.equal(binary.mask_logits > 0, ours.mask_logits > 0)
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_batch_sizes(tiny_weights, synth_samples):
     a = sam(tiny_weights, **FILTERS_OFF).propose(synth_samples[:3])
     b = sam(tiny_weights, points_per_batch=5, upsample_batch=3, image_batch=2, **FILTERS_OFF).propose(synth_samples[:3])
@@ -114,6 +115,7 @@ def test_small_region_clean_up():
     assert kept[6:9, 6:9].all() and not kept[1:3, 1:3].any()
 
 
+@pytest.mark.slow
 def test_clean_up_in_the_generator_marks_changed_pixels(tiny_weights):
     sample = odd_image()
     plain = sam(tiny_weights, **FILTERS_OFF, mask_logits="upsampled").propose([sample])[0]
