@@ -16,12 +16,14 @@ from .errors import BadInput, OvframeError
 
 EPILOG = """\
 examples:
-  ovframe run recipes/demo.yaml                      run one pipeline (evaluate, predict, train ...)
-  ovframe run recipes/ablations/lambda.yaml          run every variant of a recipe set, one table
-  ovframe run recipes/demo.yaml -o fuser.lam=0.5     change one value for this run
+  ovframe run demo                                   run a shipped recipe (evaluate, predict, train ...)
+  ovframe run synth/tune                             run every variant of a recipe set, one table
+  ovframe run demo -o fuser.lam=0.5                  change one value: its own run, runs/demo+fuser.lam=0.5/
+  ovframe run my_recipe.yaml                         run a recipe file of your own
   ovframe predict photo.jpg --vocab "cat,sofa,wall"  segment your images with your words
+  ovframe recipes                                    the shipped recipes, by name
   ovframe validate recipes                           check every recipe under a folder
-  ovframe show recipes/demo.yaml                     the resolved recipe, every default filled in
+  ovframe show demo                                  the resolved recipe, every default filled in
   ovframe plugins --json                             installed plugins and their components
   ovframe bench demo --images 40                     images/s, ms and share per stage, peak memory
   ovframe bench demo --compare-override classifier.chunk_size=16   the same recipe with one change, as ratios

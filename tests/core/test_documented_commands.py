@@ -1,0 +1,276 @@
+"""Every command the documentation shows is run as written: the examples of `ovframe --help`, and each
+```bash block of the README and docs/ (in order, one working folder per page, outside the repository).
+
+A command that needs what only its user can bring (the OVSeg weights, a benchmark's download) must stop
+at once with exit 2, naming those files; every other command must succeed. Long runs get size overrides
+(fewer images, fewer steps: SIZE), appended as a user would; runs of the shipped synthetic models are
+slow tests. The README's Python example runs too, its recipe blocks must match the shipped recipe,
+and every ```python block of the docs compiles.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from ovframe.cli import EPILOG, main
+from ovframe.recipes.locate import find_shipped, shipped_root
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+SIZE = {  # shipped recipe -> overrides appended to `ovframe run` (later -o wins), so that examples stay short
+    "demo": ["-o", "task.max_images=2", "-o", "task.visualize=1"],
+    "synth/tune": ["-o", "task.max_images=1", "-o", "task.visualize=0"],
+    "synth/export_val": ["-o", "dataset.num_images=2"],
+    "synth/pretrain_clip": [
+        "-o", "task.steps=2", "-o", "task.warmup_steps=1", "-o", "task.batch_size=4", "-o", "task.eval_images=4",
+        "-o", "task.workers=0", "-o", "task.checkpoint_every=2", "-o", "task.log_every=1",
+    ],
+}
+BENCH_SIZE = {"--images": "1", "--warmup": "0"}  # `ovframe bench`: one timed image, no warm-up
+SETUP = {  # commands that set up the machine, not ovframe: test_install.py and CI run them
+    ("pip", "install", "."), ("pip", "install", "-e", "."), ("pip", "install", "-e", ".[dev]"),
+    ("pip", "install", "-e", ".[mining]"), ("python", "-m", "pytest", "-q"),
+}
+USER_FILES = {  # what a page's reader has at hand (made when a command names it): their photos and recipes
+    "photo.jpg": "image",
+    "photos/kitchen.jpg": "image",
+    "my_recipe.yaml": "extends: demo\nname: my_recipe\ntask: {max_images: 2, visualize: 0}\n",
+    "recipes/my_variant.yaml": "extends: demo\nname: my_variant\nfuser: {lam: 0.5}\n",
+}
+DONE: dict[tuple[str, ...], str] = {}
+"""Commands already run in this session that read nothing from their folder: not run twice (the help
+and the README share examples)."""
+MISSING = re.compile(r"^  - (\S.*)$", re.M)
+
+
+@dataclass
+class Example:
+    page: str
+    line: int
+    commands: list[list[str]] = field(default_factory=list)
+
+    @property
+    def heavy(self) -> bool:
+        return any(_runs_models(argv) for argv in self.commands)
+
+
+def _bash_commands(text: str) -> list[list[str]]:
+    """The commands of a bash block: comments dropped, `&&` chains split, `\\` continuations joined."""
+    out: list[list[str]] = []
+    for line in text.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        while words:
+            cut = words.index("&&") if "&&" in words else len(words)
+            out.append(words[:cut])
+            words = words[cut + 1 :]
+    return [argv for argv in out if argv]
+
+
+def _blocks(path: Path, lang: str) -> list[tuple[int, str]]:
+    blocks, current, start = [], None, 0
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("```"):
+            if current is None and line[3:].strip() == lang:
+                current, start = [], i + 1
+            elif current is not None:
+                blocks.append((start, "\n".join(current) + "\n"))
+                current = None
+            continue
+        if current is not None:
+            current.append(line)
+    return blocks
+
+
+def _help_examples() -> list[Example]:
+    lines = [line.strip() for line in EPILOG.splitlines() if line.startswith("  ovframe ")]
+    argvs = [shlex.split(re.split(r"\s{2,}", line)[0]) for line in lines]
+    return [Example("ovframe --help", 0, argvs)]
+
+
+def _page_examples() -> list[Example]:
+    out = []
+    for page in PAGES:
+        examples = [Example(str(page.relative_to(ROOT)), line, _bash_commands(text)) for line, text in _blocks(page, "bash")]
+        if examples:  # one working folder per page: later blocks may use what earlier ones made
+            out.append(Example(examples[0].page, examples[0].line, [argv for e in examples for argv in e.commands]))
+    return out
+
+
+def _recipe_of(argv: list[str]) -> str | None:
+    """The shipped recipe an `ovframe run/predict/bench` command uses, by name (None: not a shipped one)."""
+    if len(argv) < 3 or argv[0] != "ovframe" or argv[1] not in ("run", "predict", "bench"):
+        return None
+    ref = argv[2] if argv[1] != "predict" else (argv[argv.index("--recipe") + 1] if "--recipe" in argv else "demo")
+    if ref in USER_FILES:
+        ref = "demo"  # the user's recipes extend demo
+    path = find_shipped(ref)
+    return path.relative_to(shipped_root()).with_suffix("").as_posix() if path is not None else None
+
+
+def _runs_models(argv: list[str]) -> bool:
+    """Runs the shipped synthetic models for real (the other shipped recipes stop at missing weights)."""
+    name = _recipe_of(argv)
+    return name is not None and "--dry-run" not in argv and (name == "demo" or name.startswith("synth/"))
+
+
+def _as_run(argv: list[str]) -> list[str]:
+    """`torchrun ... -m ovframe ARGS` runs as `ovframe ARGS` (one process); size overrides appended."""
+    if argv[0] == "torchrun":
+        argv = ["ovframe", *argv[argv.index("ovframe") + 1 :]]
+    if argv[1] == "bench":
+        argv = [BENCH_SIZE.get(prev, a) for prev, a in zip(["", *argv], argv)]
+        argv += [x for key, value in BENCH_SIZE.items() if key not in argv for x in (key, value)]
+    if argv[1] == "run" and _runs_models(argv):
+        name = _recipe_of(argv)
+        assert name in SIZE, f"`{' '.join(argv)}` runs {name} for real: give it a size override in SIZE"
+        argv = [*argv, *SIZE[name]]
+    return argv
+
+
+def _user_files(folder: Path, example: Example) -> None:
+    from support import ToyConfig, ToyDataset
+
+    picture = ToyDataset(ToyConfig(n=1, size=48))[0].image.permute(1, 2, 0).numpy()
+    named = {word.rstrip("/") for argv in example.commands for word in argv}
+    for name, content in USER_FILES.items():
+        if name not in named and str(Path(name).parent) not in named:
+            continue
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content == "image":
+            Image.fromarray(np.ascontiguousarray(picture)).save(path, quality=95)
+        else:
+            path.write_text(content)
+
+
+def _check_stopped_for_users_files(argv: list[str], err: str) -> None:
+    """Exit 2 is right only when the command needs what the user must bring, and says so."""
+    if argv[1] == "prepare":
+        source = argv[argv.index("--source") + 1]
+        assert f"{source}: no such file or folder" in err, err
+        return
+    assert "this recipe needs are missing" in err, err
+    for path in MISSING.findall(err):
+        path = Path(path.strip())
+        assert not path.exists(), f"{path} exists but is reported missing"
+        assert not any(path.resolve().is_relative_to(p) for p in (ROOT, shipped_root())), f"{path}: a shipped file is missing"
+
+
+def _run_example(example: Example, folder: Path, monkeypatch, capsys) -> list[str]:
+    """Run every command in `folder`; return a line per command saying how it ended."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("HOME", str(folder / "home"))
+    monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
+    _user_files(folder, example)
+    report = []
+    for argv in example.commands:
+        shown = " ".join(argv)
+        if tuple(argv) in SETUP:
+            report.append(f"setup  {shown}")
+            continue
+        if argv[0] == "export":
+            key, _, value = argv[1].partition("=")
+            monkeypatch.setenv(key, os.path.expanduser(value))
+            continue
+        assert argv[0] in ("ovframe", "torchrun"), f"{example.page}:{example.line}: unknown command `{shown}`"
+        argv = [os.path.expanduser(a) if a.startswith("~/") else a for a in _as_run(argv)]
+        key = tuple(argv)
+        if key in DONE:
+            report.append(f"{DONE[key]} {shown} (run above)")
+            continue
+        capsys.readouterr()
+        try:
+            code = main(argv[1:])
+        except SystemExit as e:  # --help, --version
+            code = e.code or 0
+        out, err = capsys.readouterr()
+        if code == 2 and not _runs_models(argv):
+            _check_stopped_for_users_files(argv, err)
+            outcome = "stops "
+        else:
+            assert code == 0, f"{example.page}:{example.line}: `{' '.join(argv)}` exited {code}\n{out[-2000:]}\n{err[-3000:]}"
+            outcome = "ok    "
+        report.append(f"{outcome} {shown}")
+        if not any(Path(a).exists() for a in argv[2:]):  # it read nothing from this folder
+            DONE[key] = outcome
+    return report
+
+
+EXAMPLES = _help_examples() + _page_examples()
+
+
+@pytest.mark.parametrize(
+    "example",
+    [pytest.param(e, id=e.page, marks=[pytest.mark.slow] if e.heavy else []) for e in EXAMPLES],
+)
+def test_documented_commands_run_as_written(example, tmp_path, monkeypatch, capsys, registry):
+    report = _run_example(example, tmp_path, monkeypatch, capsys)
+    assert len(report) >= 1
+    if example.page == "README.md":  # the Python example runs in the folder the commands above made
+        ((_, code),) = _blocks(ROOT / "README.md", "python")
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        assert Image.open(tmp_path / "overlay.png").width > 2 * 128
+
+
+def test_every_page_with_commands_is_covered():
+    covered = {e.page for e in EXAMPLES}
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for line, block in _blocks(page, ""):  # untagged blocks must not hide commands (a synopsis has PLACEHOLDERS)
+            for command in re.findall(r"^\s*(?:ovframe|torchrun|python -m ovframe)\s.*$", block, re.M):
+                assert re.search(r"\b[A-Z][A-Z_]{2,}\b", command), (
+                    f"{page.relative_to(ROOT)}:{line}: `{command.strip()}` in an untagged block; mark it ```bash so it is tested"
+                )
+        if "```bash" in text:
+            assert str(page.relative_to(ROOT)) in covered
+
+
+def test_inline_commands_name_real_recipes():
+    """`ovframe run X` written in the prose of a page names a recipe that exists."""
+    for page in PAGES:
+        for ref in re.findall(r"`(?:torchrun [^`]*-m )?ovframe (?:run|show|validate) ([^` ]+)[^`]*`", page.read_text(encoding="utf-8")):
+            if ref.isupper() or ref in ("...", "RECIPE", "SET") or ref.startswith("my"):
+                continue
+            assert (ROOT / ref).exists() or find_shipped(ref) or find_shipped(ref, folder=True), f"{page.name}: {ref}"
+
+
+def test_recipe_blocks_are_the_shipped_recipe(registry):
+    """The YAML recipes the README and docs/recipes.md show are the shipped `ade150_mpt`, written out."""
+    from ovframe.recipes import load_recipe
+    from ovframe.recipes.schema import validate
+    from ovframe.recipes.source import interpolate_env, parse_yaml
+
+    shipped = load_recipe("ade150_mpt", registry=registry).resolved()
+    for page in (ROOT / "README.md", ROOT / "docs" / "recipes.md"):
+        blocks = [(line, text) for line, text in _blocks(page, "yaml") if text.startswith("name: ade150_mpt")]
+        assert blocks, page
+        for line, text in blocks:
+            tree = parse_yaml(text, f"{page.name}:{line}")
+            interpolate_env(tree)
+            shown = validate(tree, registry, page.name).resolved()
+            for kind in ("dataset", "text_encoder", "proposals", "classifier", "adapter", "fuser"):
+                assert shown[kind] == shipped[kind], f"{page.name}:{line}: {kind} differs from the shipped ade150_mpt"
+
+
+def test_python_blocks_compile():
+    for page in PAGES:
+        for line, text in _blocks(page, "python"):
+            compile(text, f"{page}:{line}", "exec")
+
+
+def test_the_examples_are_found():
+    pages = {e.page for e in EXAMPLES}
+    assert {"ovframe --help", "README.md", "docs/recipes.md", "docs/reproducing-ovseg.md"} <= pages
+    help_example = EXAMPLES[0]
+    assert ["ovframe", "run", "demo"] in help_example.commands and len(help_example.commands) >= 8
+    assert yaml.safe_load(USER_FILES["my_recipe.yaml"])["extends"] == "demo"
