@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,10 +156,10 @@ def _user_files(folder: Path, example: Example) -> None:
 
 
 def _check_stopped_for_users_files(argv: list[str], err: str) -> None:
-    """Exit 2 is right only when the command needs what the user must bring, and says so."""
-    if argv[1] == "prepare":
-        source = argv[argv.index("--source") + 1]
-        assert f"{source}: no such file or folder" in err, err
+    """Exit 2 is right only when the command needs what the user must bring, and says so: a download
+    or a folder named on the command line that is not there, or the files a recipe lists as missing."""
+    named = [a for a in argv[2:] if not a.startswith("-") and not Path(a).exists()]
+    if any(re.search(rf"{re.escape(a)}: no such (file|folder)", err) for a in named):
         return
     assert "this recipe needs are missing" in err, err
     for path in MISSING.findall(err):
@@ -182,8 +184,16 @@ def _run_example(example: Example, folder: Path, monkeypatch, capsys) -> list[st
             key, _, value = argv[1].partition("=")
             monkeypatch.setenv(key, os.path.expanduser(value))
             continue
+        argv = [os.path.expandvars(os.path.expanduser(a) if a.startswith("~/") else a) for a in argv]
+        if argv[0] == "python" and argv[1].startswith("scripts/"):  # a script of the repository, run from it
+            out = subprocess.run([sys.executable, str(ROOT / argv[1]), *argv[2:]], capture_output=True, text=True, timeout=600)
+            if out.returncode == 2:
+                _check_stopped_for_users_files(argv, out.stderr)
+            assert out.returncode in (0, 2), f"{example.page}:{example.line}: `{shown}` exited {out.returncode}\n{out.stderr[-3000:]}"
+            report.append(f"{'ok    ' if out.returncode == 0 else 'stops '} {shown}")
+            continue
         assert argv[0] in ("ovframe", "torchrun"), f"{example.page}:{example.line}: unknown command `{shown}`"
-        argv = [os.path.expanduser(a) if a.startswith("~/") else a for a in _as_run(argv)]
+        argv = _as_run(argv)
         key = tuple(argv)
         if key in DONE:
             report.append(f"{DONE[key]} {shown} (run above)")
