@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # records (ovframe.records)
     "Sample": "records", "Vocabulary": "records", "TextEmbeddings": "records", "Proposals": "records",
-    "RegionScores": "records", "Segmentation": "records", "IGNORE_INDEX": "records",
+    "RegionScores": "records", "RegionSelection": "records", "Segmentation": "records", "IGNORE_INDEX": "records",
     # interfaces (ovframe.interfaces)
     "Component": "interfaces", "TextEncoder": "interfaces", "ProposalGenerator": "interfaces",
     "RegionClassifier": "interfaces", "Adapter": "interfaces", "Fuser": "interfaces",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from .export import ExportGraph
-    from .records import Proposals, RegionScores, Sample, Segmentation, TextEmbeddings, Vocabulary
+    from .records import Proposals, RegionScores, RegionSelection, Sample, Segmentation, TextEmbeddings, Vocabulary
     from .runner import RunContext
 
 
@@ -127,10 +127,33 @@ class Fuser(Component):
         scores: Sequence["RegionScores"] | None,
         vocabulary: "Vocabulary",
         output_sizes: "Sequence[tuple[int, int]] | None" = None,
+        *,
+        return_scores: bool = False,
     ) -> list["Segmentation"]:
         """One Segmentation per image, at output_sizes[i] (H, W) when given, else at the proposals'
         resolution. The scores are fused at the proposals' resolution and resized to the output size
-        before the argmax (`Segmentation.from_scores(scores, output_size)` does both)."""
+        before the argmax (`Segmentation.from_scores(scores, output_size)` does both). The pipeline
+        passes `return_scores=True` only when its caller wants the [K, H, W] scores; otherwise a fuser
+        may leave Segmentation.scores None (and should, when K is large: the labels can be made class
+        chunk by class chunk, each chunk resized before a running argmax)."""
+
+    def select_regions(self, proposals: Sequence["Proposals"], vocabulary: "Vocabulary") -> list["RegionSelection"] | None:
+        """Which proposals need the region classifier's opinion, decided before it runs (None: all of
+        them). Proposals left out get their scores rows as RegionSelection says (see RegionScores)."""
+        return None
+
+    def unproven(
+        self,
+        proposals: Sequence["Proposals"],
+        scores: Sequence["RegionScores"],
+        selections: Sequence["RegionSelection"],
+        vocabulary: "Vocabulary",
+        output_sizes: "Sequence[tuple[int, int]] | None" = None,
+    ) -> list["torch.Tensor"]:
+        """For selections with `certify`: per image, bool [N], the proposals left unclassified whose
+        opinion could still change a label (at the output size), given the scores of those classified.
+        The pipeline classifies them too. The default proves nothing: all of them."""
+        return [~s.classify for s in selections]
 
 
 class Dataset(Component):

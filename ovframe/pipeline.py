@@ -7,10 +7,17 @@ Resolution (the recipe's top-level `resolution:`):
     original   the generator resizes internally and returns mask logits at the image's size; crops are
                cut from the original image and the scores are fused there.
 The two are the same for generators without a test size and for images already at it.
+
+When the fuser selects regions (`Fuser.select_regions`, e.g. the fusers' `skip` option), only the
+proposals it names go through the region classifier; the others take the scores of the proposal
+named as their source, or none. For a selection that asks to be certified, the fuser then names the
+proposals left out that could still change a label, and those are classified as well.
+`stats` counts images, proposals and the regions the classifier looked at.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Literal, Sequence
 
@@ -19,10 +26,13 @@ import torch
 from .errors import BadInput
 from .images import resize_image, resize_label
 from .interfaces import Fuser, ProposalGenerator, RegionClassifier, TextEncoder
-from .records import TEST_RESIZED_FROM, Sample, Segmentation, TextEmbeddings, Vocabulary
+from .records import TEST_RESIZED_FROM, Proposals, RegionScores, RegionSelection, Sample, Segmentation, TextEmbeddings, Vocabulary
 
 Resolution = Literal["reference", "original"]
 RESOLUTIONS: tuple[str, ...] = ("reference", "original")
+
+TEXT_MEMO_SIZE = 8
+"""Vocabularies whose embeddings a pipeline keeps in memory (least recently used ones are dropped)."""
 
 
 class Pipeline:
@@ -56,14 +66,19 @@ class Pipeline:
         self.fuser = fuser
         self.resolution = resolution
         self.timings = timings or Timings()
-        self._text: dict[Vocabulary, TextEmbeddings] = {}
+        self.stats = {"images": 0, "proposals": 0, "regions_classified": 0}
+        self._text: OrderedDict[Vocabulary, TextEmbeddings] = OrderedDict()
 
     def encode(self, vocabulary: Vocabulary) -> TextEmbeddings | None:
         if self.text_encoder is None:
             return None
-        if vocabulary not in self._text:
+        if vocabulary in self._text:
+            self._text.move_to_end(vocabulary)
+        else:
             with self.timings.stage("encode_text"):
                 self._text[vocabulary] = self.text_encoder.encode(vocabulary)
+            while len(self._text) > TEXT_MEMO_SIZE:
+                self._text.popitem(last=False)
         return self._text[vocabulary]
 
     def test_resize(self, samples: Sequence[Sample]) -> list[Sample]:
@@ -82,20 +97,92 @@ class Pipeline:
             out.append(replace(s, image=resize_image(s.image, size), label=label, meta=meta))
         return out
 
-    @torch.no_grad()
-    def segment(self, samples: Sequence[Sample], vocabulary: Vocabulary) -> list[Segmentation]:
-        """Segment a batch of images with `vocabulary`: one Segmentation [K, H, W] per sample, at the
-        sample's own size. Runs without autograd; components put their modules in eval mode themselves."""
+    @torch.inference_mode()
+    def segment(self, samples: Sequence[Sample], vocabulary: Vocabulary, return_scores: bool = False) -> list[Segmentation]:
+        """Segment a batch of images with `vocabulary`: one Segmentation per sample, at the sample's own
+        size, with its [K, H, W] scores only when `return_scores` (they are large when K is). Runs
+        without autograd; components put their modules in eval mode themselves."""
         text = self.encode(vocabulary)
         with self.timings.stage("test_resize"):
             seen = self.test_resize(samples)
         with self.timings.stage("propose"):
             proposals = self.proposals.propose(seen, text if self.proposals.needs_text else None)
+        self.stats["images"] += len(samples)
+        self.stats["proposals"] += sum(len(p) for p in proposals)
         scores = None
         if self.classifier is not None:
             with self.timings.stage("classify"):
-                scores = self.classifier.classify(
-                    seen, proposals, text if self.classifier.needs_text else None, vocabulary
+                scores = self.classify(
+                    seen, proposals, text if self.classifier.needs_text else None, vocabulary, [s.size for s in samples]
                 )
         with self.timings.stage("fuse"):
-            return self.fuser.fuse(proposals, scores, vocabulary, output_sizes=[s.size for s in samples])
+            options = {"return_scores": True} if return_scores else {}
+            return self.fuser.fuse(proposals, scores, vocabulary, output_sizes=[s.size for s in samples], **options)
+
+    def classify(
+        self,
+        samples: Sequence[Sample],
+        proposals: Sequence[Proposals],
+        text: TextEmbeddings | None,
+        vocabulary: Vocabulary,
+        output_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> list[RegionScores]:
+        """Region scores of every proposal, asking the classifier only about those the fuser selects
+        (`output_sizes`: where the labels will be made, for a certified selection)."""
+        assert self.classifier is not None
+        selections = self.fuser.select_regions(proposals, vocabulary)
+        if selections is None:
+            scores = self.classifier.classify(samples, proposals, text, vocabulary)
+            self.stats["regions_classified"] += sum(int(s.valid.sum()) for s in scores)
+            return scores
+        wanted = [s.classify for s in selections]
+        classified = self._classify_rows(samples, proposals, wanted, text, vocabulary)
+        scores = [_fill_skipped(c, sel) for c, sel in zip(classified, selections)]
+        if any(sel.certify for sel in selections):
+            unproven = self.fuser.unproven(proposals, scores, selections, vocabulary, output_sizes)
+            more = [u.to(torch.bool) & sel.certify for u, sel in zip(unproven, selections)]
+            if any(bool(m.any()) for m in more):
+                extra = self._classify_rows(samples, proposals, more, text, vocabulary)
+                scores = [
+                    RegionScores(torch.where(m[:, None], e.probs, s.probs), torch.where(m, e.valid, s.valid))
+                    for s, e, m in zip(scores, extra, more)
+                ]
+        return scores
+
+    def _classify_rows(
+        self,
+        samples: Sequence[Sample],
+        proposals: Sequence[Proposals],
+        rows: Sequence[torch.Tensor],
+        text: TextEmbeddings | None,
+        vocabulary: Vocabulary,
+    ) -> list[RegionScores]:
+        """Classify the proposals where rows [N] is True; other rows come back zero and invalid."""
+        assert self.classifier is not None
+        index = [torch.nonzero(r.to(p.mask_logits.device)).flatten() for r, p in zip(rows, proposals)]
+        subsets = [
+            Proposals(p.mask_logits[i], None if p.class_logits is None else p.class_logits[i]) for p, i in zip(proposals, index)
+        ]
+        got = self.classifier.classify(samples, subsets, text, vocabulary)
+        out = []
+        for p, i, s in zip(proposals, index, got):
+            probs = torch.zeros(len(p), len(vocabulary), device=s.probs.device, dtype=s.probs.dtype)
+            valid = torch.zeros(len(p), dtype=torch.bool, device=s.valid.device)
+            i = i.to(s.probs.device)
+            probs[i] = s.probs
+            valid[i] = s.valid
+            out.append(RegionScores(probs, valid))
+            self.stats["regions_classified"] += int(s.valid.sum())
+        return out
+
+
+def _fill_skipped(scores: RegionScores, selection: RegionSelection) -> RegionScores:
+    """Rows of proposals not classified: the source's row, or zeros (valid: support for no class)."""
+    device = scores.probs.device
+    classify = selection.classify.to(device)
+    source = torch.where(classify, torch.arange(len(classify), device=device), selection.source.to(device))
+    has_source = source >= 0
+    src = source.clamp(min=0)
+    probs = torch.where(has_source[:, None], scores.probs[src], torch.zeros_like(scores.probs))
+    valid = torch.where(has_source, scores.valid[src], torch.ones_like(scores.valid))
+    return RegionScores(probs, valid)

@@ -149,7 +149,9 @@ class RegionScores:
     """A region classifier's opinion of each proposal of one image.
 
     probs: float [N, K], each row a distribution over the K classes (rows of invalid proposals are
-        unspecified and must not be used).
+        unspecified and must not be used). When the fuser chose not to classify some proposals
+        (`Fuser.select_regions`), the pipeline fills their rows: a copy of the row of the proposal
+        named as their source, or all zeros (valid, but support for no class).
     valid: bool [N]: False for proposals the classifier could not look at (empty after thresholding).
     """
 
@@ -165,15 +167,46 @@ class RegionScores:
 
 
 @dataclass(frozen=True)
+class RegionSelection:
+    """Which proposals of one image a fuser needs the region classifier's opinion of.
+
+    classify: bool [N], the proposals to classify.
+    source:   int64 [N]; for a proposal not classified, the proposal whose region scores it takes
+        (a near-duplicate that is classified), or -1: no region opinion, its scores row is all zero.
+        Ignored where `classify` is True.
+    certify:  when True, the pipeline then asks the fuser which of the proposals left out could still
+        change a label (`Fuser.unproven`) and classifies those too, so the labels are exactly those of
+        classifying every proposal.
+    """
+
+    classify: torch.Tensor
+    source: torch.Tensor
+    certify: bool = False
+
+    def __post_init__(self) -> None:
+        if self.classify.dtype != torch.bool or self.classify.ndim != 1 or self.source.shape != self.classify.shape:
+            raise ValueError(
+                f"RegionSelection needs bool classify [N] and int source [N], got {self.classify.dtype} "
+                f"{tuple(self.classify.shape)} and {tuple(self.source.shape)}"
+            )
+
+
+@dataclass(frozen=True)
 class Segmentation:
     """The semantic segmentation of one image.
 
-    scores: float [K, H, W] per-class scores (not necessarily normalised), at the output size.
-    labels: int64 [H, W], argmax of scores over K.
+    labels: int64 [H, W], the class of each pixel (argmax of the per-class scores), at the output size.
+    scores: float [K, H, W] per-class scores (not necessarily normalised) at the output size, or None:
+        fusers build the labels class chunk by class chunk and keep this volume only when asked
+        (`return_scores`).
+    confidence: float [H, W] or None: each pixel's label score over the sum of its class scores (for
+        non-negative scores, as fused mask x class probabilities are), which a chunked fuser gets
+        without the volume.
     """
 
-    scores: torch.Tensor
     labels: torch.Tensor
+    scores: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
 
     @classmethod
     def from_scores(cls, scores: torch.Tensor, output_size: tuple[int, int] | None = None) -> "Segmentation":
@@ -182,7 +215,7 @@ class Segmentation:
         map from the test size to the image's size (detectron2's sem_seg_postprocess)."""
         if output_size is not None and tuple(scores.shape[-2:]) != tuple(output_size):
             scores = resize_scores(scores, output_size)
-        return cls(scores=scores, labels=scores.argmax(dim=0))
+        return cls(labels=scores.argmax(dim=0), scores=scores)
 
 
 def resize_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -169,6 +169,8 @@ def make_result(
     confidence = None
     if segmentation.scores is not None:
         confidence = pixel_confidence(segmentation.scores.cpu(), labels_t).numpy()
+    elif segmentation.confidence is not None:  # what a chunked fuser computes without the [K, H, W] scores
+        confidence = segmentation.confidence.cpu().float().numpy()
     ids, counts = np.unique(labels[labels != IGNORE_INDEX], return_counts=True)
     segments = []
     for k, area in sorted(zip(ids.tolist(), counts.tolist()), key=lambda kc: (-kc[1], kc[0])):

@@ -52,6 +52,7 @@ class EvalState:
         self.confusion = ConfusionMatrix(num_classes, count)  # type: ignore[arg-type]
         self.done: set[str] = set()
         self.failed: dict[str, str] = {}
+        self.counts: dict[str, int] = {"proposals": 0, "regions_classified": 0}
         self.saved_at = time.monotonic()
 
     def load(self) -> "EvalState":
@@ -64,10 +65,11 @@ class EvalState:
             self.confusion.matrix = tensors["confusion"].clone()
             self.done = set(json.loads(meta["done"]))
             self.failed = json.loads(meta["failed"])
+            self.counts.update(json.loads(meta.get("counts", "{}")))
         return self
 
     def save(self) -> None:
-        meta = {"done": json.dumps(sorted(self.done)), "failed": json.dumps(self.failed)}
+        meta = {"done": json.dumps(sorted(self.done)), "failed": json.dumps(self.failed), "counts": json.dumps(self.counts)}
         with atomic_path(self.path) as tmp:
             save_file({"confusion": self.confusion.matrix.contiguous()}, str(tmp), metadata=meta)
         self.saved_at = time.monotonic()
@@ -137,7 +139,10 @@ class Evaluate(Task):
                         samples.append(item)
                         indices.append(index)
                 if samples:
+                    before = dict(pipeline.stats)
                     segmentations = pipeline.segment(samples, vocabulary)
+                    for key in state.counts:
+                        state.counts[key] += pipeline.stats[key] - before[key]
                     with ctx.timings.stage("score"):
                         for index, sample, seg in zip(indices, samples, segmentations):
                             state.confusion.update(seg.labels.cpu(), sample.label)
@@ -157,6 +162,7 @@ class Evaluate(Task):
 
     def _finish(self, ctx: RunContext, state: EvalState, vocabulary: Vocabulary, total: int) -> dict[str, Any]:
         failed = dict(state.failed)
+        counts = dict(state.counts)
         confusion = ConfusionMatrix(len(vocabulary), state.confusion.count)
         confusion.matrix = state.confusion.matrix.clone()  # the saved state keeps this rank's share
         if ctx.world_size > 1:
@@ -164,8 +170,9 @@ class Evaluate(Task):
 
             confusion.all_reduce()
             gathered: list[Any] = [None] * ctx.world_size
-            dist.all_gather_object(gathered, failed)
-            failed = {k: v for part in gathered for k, v in part.items()}
+            dist.all_gather_object(gathered, (failed, counts))
+            failed = {k: v for part, _ in gathered for k, v in part.items()}
+            counts = {k: sum(c[k] for _, c in gathered) for k in counts}
         metrics: dict[str, Any] = {
             **confusion.summary(vocabulary.seen),
             **_split_accuracy(confusion, vocabulary.seen),
@@ -173,6 +180,11 @@ class Evaluate(Task):
             "images_failed": len(failed),
             "images_total": total,
         }
+        evaluated = total - len(failed)
+        if evaluated and ctx.has("classifier"):
+            # what the region classifier cost: its forwards per image (the fusers' `skip` lowers it)
+            metrics["regions_per_image"] = round(counts["regions_classified"] / evaluated, 3)
+            metrics["proposals_per_image"] = round(counts["proposals"] / evaluated, 3)
         if ctx.is_main:
             rows = confusion.per_class_rows(vocabulary.names, vocabulary.seen)
             write_csv(ctx.out_dir / "per_class.csv", rows)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ovframe import Adapter, BadInput, Proposals, RegionClassifier, RegionScores, Sample, TextEmbeddings, Vocabulary
 
 from .config import BackgroundCropConfig, MaskedCropConfig
-from .crops import Cropper, RegionPlan, binarize, plan_regions
+from .crops import Cropper, RegionPlan, RegionStore, binarize, plan_regions
 from .encoders import PlainEncoder, RegionEncoder
 from .loading import MASK_EMBEDDING_KEY, load_clip, required_files
 
@@ -63,27 +63,30 @@ class ClipRegionClassifier(RegionClassifier):
         self.adapter = adapter
 
     # -- regions ---------------------------------------------------------------------------
-    def plan(self, samples: Sequence[Sample], proposals: Sequence[Proposals]) -> tuple[RegionPlan, list[torch.Tensor]]:
+    def plan(self, samples: Sequence[Sample], proposals: Sequence[Proposals]) -> tuple[RegionPlan, RegionStore]:
+        """What to crop (boxes on the host: one device-to-host copy per batch) and where to crop it from."""
         if len(samples) != len(proposals):
             raise ValueError(f"{len(samples)} samples but {len(proposals)} proposal sets")
-        binaries = []
         for sample, props in zip(samples, proposals):
             if tuple(props.mask_logits.shape[1:]) != sample.size:
                 raise ValueError(
                     f"sample {sample.id}: mask logits are {tuple(props.mask_logits.shape[1:])}, the image is "
                     f"{sample.size}; proposals must be at the image's resolution"
                 )
-            binaries.append(binarize(props.mask_logits.to(self.device), self.config.mask_thr))
-        return plan_regions(binaries, self.config.expand_ratio), binaries
+        images = self.cropper.prepare([s.image for s in samples], self.device) if samples else None
+        height, width = (0, 0) if images is None else images.shape[2:]
+        masks = torch.zeros(sum(len(p) for p in proposals), height, width, dtype=torch.bool, device=self.device)
+        binaries, start = [], 0
+        for props in proposals:
+            n, h, w = props.mask_logits.shape
+            view = masks[start : start + n, :h, :w]
+            binaries.append(binarize(props.mask_logits.to(self.device, non_blocking=True), self.config.mask_thr, out=view))
+            start += n
+        return plan_regions(binaries, self.config.expand_ratio), RegionStore(images, masks)
 
-    def region_inputs(
-        self, images: Sequence[torch.Tensor], binaries: Sequence[torch.Tensor], plan: RegionPlan, chunk: range
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def region_inputs(self, store: RegionStore, plan: RegionPlan, chunk: range) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder inputs of plan items `chunk`: float [B, 3, S, S], bool [B, S, S]."""
-        items = [plan.items[j] for j in chunk]
-        return self.cropper.crop_batch(
-            [images[i] for i, _ in items], [binaries[i][q] for i, q in items], [plan.boxes[j] for j in chunk]
-        )
+        return self.cropper.crop(store, plan, chunk)
 
     def _check_once(self, text: TextEmbeddings) -> None:
         """Warn (once) about combinations that run but are probably not what the recipe meant."""
@@ -113,25 +116,26 @@ class ClipRegionClassifier(RegionClassifier):
         if text.embeddings.shape[0] != k:
             raise ValueError(f"text embeddings for {text.embeddings.shape[0]} classes, vocabulary has {k}")
         self._check_once(text)
-        plan, binaries = self.plan(samples, proposals)
-        probs = [torch.zeros(len(v), k, device=self.device) for v in plan.valid]
-        if plan.items:
+        plan, store = self.plan(samples, proposals)
+        counts = [len(v) for v in plan.valid]
+        probs = torch.zeros(sum(counts), k, device=self.device)
+        if len(plan):
             text_emb = F.normalize(text.embeddings.to(self.device).float(), dim=-1)
-            images = [s.image.to(self.device).float() for s in samples]
             self.encoder.eval()
             for chunk in plan.chunks(self.config.chunk_size):
-                regions, masks = self.region_inputs(images, binaries, plan, chunk)
+                regions, masks = self.region_inputs(store, plan, chunk)
                 emb = F.normalize(self.encoder(regions, masks).float(), dim=-1)
                 if emb.shape[1] != text_emb.shape[1]:
                     raise ValueError(
                         f"region embeddings are {emb.shape[1]}-d, the text embeddings {text_emb.shape[1]}-d: the text "
                         "encoder and the classifier must use the same CLIP"
                     )
-                p = (self.config.temperature * emb @ text_emb.T).softmax(dim=-1)
-                for row, j in enumerate(chunk):
-                    i, q = plan.items[j]
-                    probs[i][q] = p[row]
-        return [RegionScores(probs=p, valid=v.to(self.device)) for p, v in zip(probs, plan.valid)]
+                rows = plan.row[chunk.start : chunk.stop].to(self.device, non_blocking=True)
+                probs.index_copy_(0, rows, (self.config.temperature * emb @ text_emb.T).softmax(dim=-1))
+        return [
+            RegionScores(probs=p, valid=v.to(self.device, non_blocking=True))
+            for p, v in zip(torch.split(probs, counts), plan.valid)
+        ]
 
 
 class MaskedCropClassifier(ClipRegionClassifier):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ovframe import ComponentConfig
 
@@ -15,6 +15,32 @@ PROPOSAL_PROBS_HELP = (
     "softmax-drop-no-object (reference): softmax over K+1 logits, then drop the no-object column "
     "(rows sum to < 1); softmax-over-classes: drop no-object, then softmax over K"
 )
+
+
+class SkipConfig(BaseModel):
+    """Classify only the proposals that matter (docs/performance.md has the measured trade-off).
+
+    Proposals are grouped: one whose binary mask (sigmoid > 0.5) overlaps a larger one's at IoU >=
+    share_iou joins it and takes its region scores. A group whose weighted masks are the strongest on at
+    most min_top_area of the image gets no region opinion (it then adds nothing to the fused map). Only
+    the largest proposal of each remaining group is classified. With certify (the default), every
+    proposal left out that could still change a label is classified after all, so the labels are
+    exactly those of classifying everything; without it, the approximation above is the result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    share_iou: float | None = Field(
+        0.85, gt=0.0, le=1.0, description="mask IoU at which a proposal reuses a larger one's region scores (null: never)"
+    )
+    min_top_area: float | None = Field(
+        0.0005, ge=0.0, lt=1.0,
+        description="groups that are the strongest mask on at most this fraction of the pixels get no region opinion (null: never)",
+    )
+    certify: bool = Field(
+        True, description="true: labels identical to classifying every proposal (skips only what is proven); false: the approximation"
+    )
+
+
+SKIP_HELP = "classify only the proposals that matter (null: all of them, the reference); {} is exact, {certify: false} measured"
 
 
 class ProposalOnlyConfig(ComponentConfig):
@@ -29,6 +55,7 @@ class ClipOnlyConfig(ComponentConfig):
     invalid_regions: InvalidRegions = Field(
         "drop", description="proposals the classifier marked invalid: drop (contribute nothing) or clip-ones (p = 1 for every class)"
     )
+    skip: SkipConfig | None = Field(None, description=SKIP_HELP)
 
 
 class GeometricEnsembleConfig(ComponentConfig):
@@ -39,6 +66,7 @@ class GeometricEnsembleConfig(ComponentConfig):
     invalid_regions: InvalidRegions = Field(
         "clip-ones", description="proposals the classifier marked invalid: clip-ones (reference: p_clip = 1, proposal opinion kept) or drop"
     )
+    skip: SkipConfig | None = Field(None, description=SKIP_HELP)
 
 
 class SeenUnseenEnsembleConfig(ComponentConfig):
@@ -48,3 +76,4 @@ class SeenUnseenEnsembleConfig(ComponentConfig):
     beta: float = Field(0.8, ge=0.0, le=1.0, description="CLIP weight for unseen classes (FC-CLIP 0.8, ODISE 0.7)")
     proposal_probs: ProposalProbs = Field("softmax-drop-no-object", description=PROPOSAL_PROBS_HELP)
     invalid_regions: InvalidRegions = Field("clip-ones", description="as in geometric-ensemble")
+    skip: SkipConfig | None = Field(None, description=SKIP_HELP)

@@ -6,8 +6,15 @@
                  generator is class-agnostic, e.g. SAM): p = p_clip (λ = 1), as clip-only fuses them
     semseg[k]  = Σ_q p[q, k] · sigmoid(mask_logits[q])  then argmax over k (no background, no threshold)
 
-semseg is computed at the proposals' resolution; with an output size (the image's size when the pipeline
-test-resized it), it is resized bilinearly to it before the argmax, as the reference does.
+Each fuser turns its inputs into per-proposal class weights p [N, K]; `fusion.fuse_masks` computes
+semseg at the proposals' resolution class chunk by class chunk, resizes each chunk (bilinear) to the
+output size when one is given (the image's size when the pipeline test-resized it, as the reference
+does) and keeps a running argmax, so memory does not grow with K.
+
+With `skip`, the fusers that use a region classifier also say which proposals it must look at
+(`select_regions`, see selection.py) and, to keep the labels exact, which of those left out could
+still change a label (`unproven`): while a proposal's region score is unknown its weight lies in
+[low, high], the weights for p_clip = 0 and p_clip = 1.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from typing import Sequence
 
 import torch
 
-from ovframe import Fuser, Proposals, RegionScores, Segmentation, Vocabulary
+from ovframe import Fuser, Proposals, RegionScores, RegionSelection, Segmentation, Vocabulary
 
 from .config import ClipOnlyConfig, GeometricEnsembleConfig, ProposalOnlyConfig, SeenUnseenEnsembleConfig
+from .fusion import certify, fuse_masks, soft_masks
+from .selection import select
 
 log = logging.getLogger("ovframe")
 
@@ -43,11 +52,12 @@ def opinion(proposals: Proposals, mode: str, k: int) -> tuple[torch.Tensor, torc
 
 
 def semantic_fusion(
-    probs: torch.Tensor, mask_logits: torch.Tensor, output_size: tuple[int, int] | None = None
+    probs: torch.Tensor, mask_logits: torch.Tensor, output_size: tuple[int, int] | None = None, return_scores: bool = True
 ) -> Segmentation:
-    """probs [N, K], mask_logits [N, h, w] -> Segmentation with scores [K, H, W] at output_size (default (h, w))."""
-    scores = torch.einsum("qk,qhw->khw", probs.float(), mask_logits.float().sigmoid())
-    return Segmentation.from_scores(scores, output_size)
+    """probs [N, K], mask_logits [N, h, w] -> Segmentation at output_size (default (h, w)), with its
+    scores [K, H, W] when asked."""
+    labels, scores, confidence = fuse_masks(probs, mask_logits, output_size, return_scores)
+    return Segmentation(labels=labels, scores=scores, confidence=confidence)
 
 
 def _sizes(proposals: Sequence[Proposals], output_sizes: Sequence[tuple[int, int]] | None) -> list:
@@ -58,6 +68,14 @@ def _sizes(proposals: Sequence[Proposals], output_sizes: Sequence[tuple[int, int
     return list(output_sizes)
 
 
+def clip_weights_per_row(clip_weight: torch.Tensor, has_classes: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """λ [K] -> [N, K]: 1 on the rows without a proposal opinion."""
+    w = clip_weight.to(like).expand_as(like)
+    if has_classes is not None:
+        w = torch.where(has_classes.to(like.device)[:, None], w, torch.ones_like(w))
+    return w
+
+
 def geometric_ensemble(
     p_proposal: torch.Tensor, scores: RegionScores, clip_weight: torch.Tensor, invalid_regions: str,
     has_classes: torch.Tensor | None = None,
@@ -66,11 +84,9 @@ def geometric_ensemble(
     carry no proposal opinion: their λ is 1 (p = p_clip) and their p_proposal is not read."""
     valid = scores.valid.to(p_proposal.device)[:, None]
     p_clip = torch.where(valid, scores.probs.float().to(p_proposal.device), torch.ones_like(p_proposal))
-    w = clip_weight.to(p_proposal).expand_as(p_proposal)
+    w = clip_weights_per_row(clip_weight, has_classes, p_proposal)
     if has_classes is not None:
-        has = has_classes.to(p_proposal.device)[:, None]
-        w = torch.where(has, w, torch.ones_like(w))
-        p_proposal = torch.where(has, p_proposal, torch.ones_like(p_proposal))
+        p_proposal = torch.where(has_classes.to(p_proposal.device)[:, None], p_proposal, torch.ones_like(p_proposal))
     fused = p_proposal.pow(1.0 - w) * p_clip.pow(w)
     if invalid_regions == "drop":
         fused = fused * valid
@@ -85,38 +101,97 @@ def _check(proposals: Sequence[Proposals], scores: Sequence[RegionScores] | None
             raise ValueError(f"image {i}: region scores {tuple(scores[i].probs.shape)} for {len(p)} proposals and {k} classes")
 
 
+class RegionFuser(Fuser):
+    """A fuser of region classifier opinions: weights from scores, and their bounds while scores are unknown."""
+
+    def weights(self, proposals: Proposals, scores: RegionScores, vocabulary: Vocabulary) -> torch.Tensor:
+        """float [N, K]: each proposal's weight per class in the fused map."""
+        raise NotImplementedError
+
+    def bounds(self, proposals: Proposals, vocabulary: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+        """float [N, K] low, high: the weights' range over every possible region score (p_clip in [0, 1],
+        or the proposal found invalid)."""
+        raise NotImplementedError
+
+    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None, *, return_scores: bool = False) -> list[Segmentation]:
+        _check(proposals, scores, len(vocabulary), True)
+        return [
+            semantic_fusion(self.weights(p, s, vocabulary), p.mask_logits, size, return_scores)
+            for p, s, size in zip(proposals, scores, _sizes(proposals, output_sizes))
+        ]
+
+    def select_regions(self, proposals, vocabulary: Vocabulary) -> list[RegionSelection] | None:
+        skip = getattr(self.config, "skip", None)
+        if skip is None:
+            return None
+        return [select(p, self.bounds(p, vocabulary)[1].amax(dim=1), skip) for p in proposals]
+
+    def unproven(self, proposals, scores, selections, vocabulary: Vocabulary, output_sizes=None) -> list[torch.Tensor]:
+        out = []
+        for p, s, sel, size in zip(proposals, scores, selections, _sizes(proposals, output_sizes)):
+            known = sel.classify.to(p.mask_logits.device)
+            if bool(known.all()):
+                out.append(torch.zeros_like(known))
+                continue
+            low, high = self.bounds(p, vocabulary)
+            weights = self.weights(p, s, vocabulary)
+            low = torch.where(known[:, None], weights, low)
+            high = torch.where(known[:, None], weights, high)
+            uncertain = ~certify(known, low, high, p.mask_logits, size)
+            if not bool(uncertain.any()):
+                out.append(torch.zeros_like(known))
+                continue
+            # an unknown proposal matters if it can add anything near an uncertain pixel (at the
+            # proposals' resolution, the pixels that the output resize reads)
+            reach = soft_masks(p.mask_logits)[:, _near(uncertain, p.mask_logits.shape[1:]).flatten()].amax(dim=1)
+            out.append(~known & (reach * (high - low).amax(dim=1) > 0))
+        return out
+
+
+def _near(uncertain: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """bool [H, W] at the output size -> bool [h, w]: the input pixels a bilinear resize reads for them."""
+    if tuple(uncertain.shape) == tuple(size):
+        return uncertain
+    import torch.nn.functional as F
+
+    # a pixel is read by an output pixel within one input pixel of it: pool the (upsampled) mask
+    small = F.interpolate(uncertain[None, None].float(), size=tuple(size), mode="area")[0, 0] > 0
+    return F.max_pool2d(small[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+
+
 class ProposalOnly(Fuser):
     name = "proposal-only"
     Config = ProposalOnlyConfig
     needs_classifier = False
 
-    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None) -> list[Segmentation]:
+    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None, *, return_scores: bool = False) -> list[Segmentation]:
         out = []
         for p, size in zip(proposals, _sizes(proposals, output_sizes)):
             if p.class_logits is None:
                 raise ValueError("proposal-only needs class logits from the proposal generator")
             probs, _ = opinion(p, self.config.proposal_probs, len(vocabulary))  # rows without a class opinion contribute nothing
-            out.append(semantic_fusion(probs, p.mask_logits, size))
+            out.append(semantic_fusion(probs, p.mask_logits, size, return_scores))
         return out
 
 
-class ClipOnly(Fuser):
+class ClipOnly(RegionFuser):
     name = "clip-only"
     Config = ClipOnlyConfig
     needs_proposal_classes = False
 
-    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None) -> list[Segmentation]:
-        _check(proposals, scores, len(vocabulary), True)
-        out = []
-        for p, s, size in zip(proposals, scores, _sizes(proposals, output_sizes)):
-            valid = s.valid.to(s.probs.device)[:, None]
-            fill = 1.0 if self.config.invalid_regions == "clip-ones" else 0.0
-            probs = torch.where(valid, s.probs.float(), torch.full_like(s.probs, fill, dtype=torch.float32))
-            out.append(semantic_fusion(probs.to(p.mask_logits.device), p.mask_logits, size))
-        return out
+    def weights(self, proposals, scores, vocabulary):
+        valid = scores.valid.to(scores.probs.device)[:, None]
+        fill = 1.0 if self.config.invalid_regions == "clip-ones" else 0.0
+        probs = torch.where(valid, scores.probs.float(), torch.full_like(scores.probs, fill, dtype=torch.float32))
+        return probs.to(proposals.mask_logits.device)
+
+    def bounds(self, proposals, vocabulary):
+        shape = (len(proposals), len(vocabulary))
+        device = proposals.mask_logits.device
+        return torch.zeros(shape, device=device), torch.ones(shape, device=device)
 
 
-class GeometricEnsemble(Fuser):
+class GeometricEnsemble(RegionFuser):
     """Class-agnostic proposals (SAM) are accepted: every row then has no proposal opinion (p = p_clip)."""
 
     name = "geometric-ensemble"
@@ -128,18 +203,26 @@ class GeometricEnsemble(Fuser):
     def clip_weights(self, vocabulary: Vocabulary) -> torch.Tensor:
         return torch.full((len(vocabulary),), float(self.config.lam))
 
-    def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None) -> list[Segmentation]:
-        _check(proposals, scores, len(vocabulary), True)
-        weights = self.clip_weights(vocabulary)
-        out = []
-        for p, s, size in zip(proposals, scores, _sizes(proposals, output_sizes)):
-            if p.class_logits is None and not self._told:
-                log.info("%s: the proposals carry no class opinion, so the classifier alone labels them (as clip-only)", self.name)
-                self._told = True
-            p_prop, has = opinion(p, self.config.proposal_probs, len(vocabulary))
-            fused = geometric_ensemble(p_prop, s, weights, self.config.invalid_regions, has)
-            out.append(semantic_fusion(fused.to(p.mask_logits.device), p.mask_logits, size))
-        return out
+    def _opinion(self, proposals: Proposals, vocabulary: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+        if proposals.class_logits is None and not self._told:
+            log.info("%s: the proposals carry no class opinion, so the classifier alone labels them (as clip-only)", self.name)
+            self._told = True
+        p, has = opinion(proposals, self.config.proposal_probs, len(vocabulary))
+        return p.to(proposals.mask_logits.device), has
+
+    def weights(self, proposals, scores, vocabulary):
+        p_prop, has = self._opinion(proposals, vocabulary)
+        return geometric_ensemble(p_prop, scores, self.clip_weights(vocabulary), self.config.invalid_regions, has)
+
+    def bounds(self, proposals, vocabulary):
+        p_prop, has = self._opinion(proposals, vocabulary)
+        w = clip_weights_per_row(self.clip_weights(vocabulary), has, p_prop)
+        p_prop = torch.where(has.to(p_prop.device)[:, None], p_prop, torch.ones_like(p_prop))
+        high = p_prop.pow(1.0 - w)  # p_clip = 1
+        low = high * torch.zeros_like(high).pow(w)  # p_clip = 0 (0^0 = 1: where λ = 0 the classifier has no say)
+        if self.config.invalid_regions == "drop":
+            low = torch.zeros_like(low)  # an unknown proposal may turn out invalid, and then weighs 0
+        return low, high
 
 
 class SeenUnseenEnsemble(GeometricEnsemble):

@@ -96,9 +96,8 @@ def test_batched_classification_equals_the_per_mask_reference(tiny, plugin, thr,
         torch.testing.assert_close(scores.probs[valid], probs[valid], rtol=1e-5, atol=1e-6)
         assert torch.all(scores.probs[~valid] == 0)
     # and the crops themselves, pixel for pixel
-    plan, binaries = clf.plan(samples, proposals)
-    images = [s.image.float() for s in samples]
-    regions, masks = clf.region_inputs(images, binaries, plan, range(len(plan.items)))
+    plan, store = clf.plan(samples, proposals)
+    regions, masks = clf.region_inputs(store, plan, range(len(plan)))
     for row, (i, q) in enumerate(plan.items):
         region, mask = reference_crop(samples[i].image, proposals[i].mask_logits[q], thr, ratio, fill, 32)
         torch.testing.assert_close(regions[row], region, rtol=0, atol=1e-5)
@@ -147,8 +146,8 @@ def test_probabilities_are_softmax_of_temperature_times_cosine(tiny):
     sample, props = scene(5, 30, 30, 3)
     text = text_for()
     got = clf.classify([sample], [props], text, VOCAB)[0]
-    plan, binaries = clf.plan([sample], [props])
-    regions, masks = clf.region_inputs([sample.image.float()], binaries, plan, range(len(plan.items)))
+    plan, store = clf.plan([sample], [props])
+    regions, masks = clf.region_inputs(store, plan, range(len(plan)))
     with torch.no_grad():
         cos = F.normalize(clf.encoder.visual(regions), dim=-1) @ text.embeddings.T
     expected = torch.exp(30 * cos) / torch.exp(30 * cos).sum(-1, keepdim=True)

@@ -55,9 +55,9 @@ def check(seg, want):
 def test_proposal_only_drops_no_object_after_the_softmax(inputs):
     proposals, _, masks, cls, _, _ = inputs
     p = softmax(cls)[:, :K]  # rows sum to < 1
-    check(fuser("proposal-only").fuse([proposals], None, VOCAB)[0], semseg(p, masks))
+    check(fuser("proposal-only").fuse([proposals], None, VOCAB, return_scores=True)[0], semseg(p, masks))
     p2 = softmax(cls[:, :K])
-    check(fuser("proposal-only", proposal_probs="softmax-over-classes").fuse([proposals], None, VOCAB)[0], semseg(p2, masks))
+    check(fuser("proposal-only", proposal_probs="softmax-over-classes").fuse([proposals], None, VOCAB, return_scores=True)[0], semseg(p2, masks))
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.45, 0.7, 1.0])
@@ -66,13 +66,13 @@ def test_geometric_ensemble(inputs, lam):
     p_prop = softmax(cls)[:, :K]
     clip = np.where(valid[:, None], p_clip, 1.0)  # invalid proposals: p_clip = 1 for every class
     want = semseg(p_prop ** (1 - lam) * clip**lam, masks)
-    check(fuser("geometric-ensemble", lam=lam).fuse([proposals], [scores], VOCAB)[0], want)
+    check(fuser("geometric-ensemble", lam=lam).fuse([proposals], [scores], VOCAB, return_scores=True)[0], want)
 
 
 def test_geometric_ensemble_can_drop_invalid_regions(inputs):
     proposals, scores, masks, cls, p_clip, valid = inputs
     p = softmax(cls)[:, :K] ** 0.3 * p_clip**0.7 * valid[:, None]
-    check(fuser("geometric-ensemble", lam=0.7, invalid_regions="drop").fuse([proposals], [scores], VOCAB)[0], semseg(p, masks))
+    check(fuser("geometric-ensemble", lam=0.7, invalid_regions="drop").fuse([proposals], [scores], VOCAB, return_scores=True)[0], semseg(p, masks))
 
 
 def test_seen_unseen_ensemble_weights_per_class(inputs):
@@ -81,22 +81,22 @@ def test_seen_unseen_ensemble_weights_per_class(inputs):
     clip = np.where(valid[:, None], p_clip, 1.0)
     w = np.array([0.4, 0.4, 0.8, 0.8])  # α for seen a, b; β for unseen c, d
     want = semseg(p_prop ** (1 - w) * clip**w, masks)
-    check(fuser("geometric-ensemble-seen-unseen", alpha=0.4, beta=0.8).fuse([proposals], [scores], VOCAB)[0], want)
+    check(fuser("geometric-ensemble-seen-unseen", alpha=0.4, beta=0.8).fuse([proposals], [scores], VOCAB, return_scores=True)[0], want)
     with pytest.raises(ValueError, match="which classes are seen"):
         fuser("geometric-ensemble-seen-unseen").fuse([proposals], [scores], Vocabulary(("a", "b", "c", "d")))
 
 
 def test_clip_only(inputs):
     proposals, scores, masks, _, p_clip, valid = inputs
-    check(fuser("clip-only").fuse([proposals], [scores], VOCAB)[0], semseg(p_clip * valid[:, None], masks))
+    check(fuser("clip-only").fuse([proposals], [scores], VOCAB, return_scores=True)[0], semseg(p_clip * valid[:, None], masks))
     ones = np.where(valid[:, None], p_clip, 1.0)
-    check(fuser("clip-only", invalid_regions="clip-ones").fuse([proposals], [scores], VOCAB)[0], semseg(ones, masks))
+    check(fuser("clip-only", invalid_regions="clip-ones").fuse([proposals], [scores], VOCAB, return_scores=True)[0], semseg(ones, masks))
 
 
 def test_no_proposals_gives_a_map_of_zeros():
     empty = Proposals(torch.zeros(0, H, W), torch.zeros(0, K + 1))
     scores = RegionScores(torch.zeros(0, K), torch.zeros(0, dtype=torch.bool))
-    seg = fuser("geometric-ensemble").fuse([empty], [scores], VOCAB)[0]
+    seg = fuser("geometric-ensemble").fuse([empty], [scores], VOCAB, return_scores=True)[0]
     assert seg.scores.shape == (K, H, W) and not seg.scores.any()
 
 
@@ -126,7 +126,7 @@ def test_geometric_ensemble_uses_clip_alone_where_the_proposal_has_no_opinion(mi
         p[q] = softmax(cls[q])[:K] ** (1 - lam) * clip[q] ** lam if has[q] else clip[q]
     if invalid_regions == "drop":
         p = p * valid[:, None]
-    seg = fuser("geometric-ensemble", lam=lam, invalid_regions=invalid_regions).fuse([proposals], [scores], VOCAB)[0]
+    seg = fuser("geometric-ensemble", lam=lam, invalid_regions=invalid_regions).fuse([proposals], [scores], VOCAB, return_scores=True)[0]
     assert torch.isfinite(seg.scores).all()
     check(seg, semseg(p, masks))
 
@@ -136,13 +136,13 @@ def test_seen_unseen_ensemble_uses_clip_alone_where_the_proposal_has_no_opinion(
     clip = np.where(valid[:, None], p_clip, 1.0)
     w = np.array([0.4, 0.4, 0.8, 0.8])
     p = np.stack([softmax(cls[q])[:K] ** (1 - w) * clip[q] ** w if has[q] else clip[q] for q in range(N)])
-    check(fuser("geometric-ensemble-seen-unseen").fuse([proposals], [scores], VOCAB)[0], semseg(p, masks))
+    check(fuser("geometric-ensemble-seen-unseen").fuse([proposals], [scores], VOCAB, return_scores=True)[0], semseg(p, masks))
 
 
 def test_proposal_only_ignores_rows_without_class_opinion(mixed):
     proposals, _, masks, cls, _, _, has = mixed
     p = np.stack([softmax(cls[q])[:K] if has[q] else np.zeros(K) for q in range(N)])
-    check(fuser("proposal-only").fuse([proposals], None, VOCAB)[0], semseg(p, masks))
+    check(fuser("proposal-only").fuse([proposals], None, VOCAB, return_scores=True)[0], semseg(p, masks))
 
 
 def test_proposal_quality_scores_are_checked_against_the_proposal_count():
@@ -158,5 +158,5 @@ def test_ensembles_take_class_agnostic_proposals_as_clip_only(inputs, name):
     proposals, scores, masks, _, p_clip, valid = inputs
     agnostic = Proposals(proposals.mask_logits)
     for invalid_regions, fill in (("clip-ones", 1.0), ("drop", 0.0)):
-        seg = fuser(name, invalid_regions=invalid_regions).fuse([agnostic], [scores], VOCAB)[0]
+        seg = fuser(name, invalid_regions=invalid_regions).fuse([agnostic], [scores], VOCAB, return_scores=True)[0]
         check(seg, semseg(np.where(valid[:, None], p_clip, fill), masks))

@@ -87,7 +87,7 @@ def test_extends_deep_merges_and_a_changed_plugin_keeps_only_what_it_takes(tmp_p
     )
     r = load_recipe(f, registry=toy_registry).resolved()
     assert r["dataset"] == {"plugin": "toy", "n": 5, "size": 24, "corrupt": []}  # merged: n from child, plugin from base
-    assert r["fuser"] == {"plugin": "clip-only", "invalid_regions": "drop"}  # lam did not leak into clip-only
+    assert r["fuser"] == {"plugin": "clip-only", "invalid_regions": "drop", "skip": None}  # lam did not leak into clip-only
     assert r["name"] == "child"
 
 
@@ -163,6 +163,7 @@ def test_resolved_recipe_pins_every_default(base, toy_registry):
         "lam": 0.7,
         "proposal_probs": "softmax-drop-no-object",
         "invalid_regions": "clip-ones",
+        "skip": None,
     }
     assert r["task"]["plugin"] == "evaluate" and "batch_size" in r["task"]
 

@@ -127,7 +127,7 @@ def test_reference_order_resizes_crops_and_fuses_at_test_size_then_resizes_score
     pipe = Pipeline(text_encoder=None, proposals=StripesAtTestSize(seen), classifier=RedAmount(seen), fuser=clip_only())
     images = [smooth_image(20, 30, 1), smooth_image(17, 23, 2)]
     samples = [Sample(im, torch.zeros(im.shape[1:], dtype=torch.int64), f"s{i}") for i, im in enumerate(images)]
-    segs = pipe.segment(samples, Vocabulary(("red", "other")))
+    segs = pipe.segment(samples, Vocabulary(("red", "other")), return_scores=True)
     for s, seg, given, classified in zip(samples, segs, seen.proposed, seen.classified):
         h, w = s.size
         test = (round(h * 1.5), round(w * 1.5))

@@ -1,0 +1,120 @@
+"""MaskFormer's semantic fusion, chunked over classes so that memory does not grow with K.
+
+    scores[k, x] = Σ_q weights[q, k] · sigmoid(mask_logits[q, x])      labels[x] = argmax_k scores[k, x]
+
+The K x H x W score volume is never held at once (unless the caller asks for it): classes are taken
+`chunk` at a time, each chunk's scores are resized to the output size when it differs from the
+masks' (bilinear, align_corners=False: resizing is per class, so chunking changes nothing), and a
+running maximum and arg-maximum over the chunks gives the labels. Ties go to the lower class index,
+as `argmax` does. Memory: O(N·h·w) for the soft masks plus O(chunk·H·W); time: linear in K.
+
+NaN mask logits are background (weight 0), as for the region classifiers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+CHUNK_ELEMENTS = 1 << 22
+"""Score elements per class chunk (16 MiB of float32) when no chunk size is given."""
+
+
+def soft_masks(mask_logits: torch.Tensor) -> torch.Tensor:
+    """float [N, h, w] logits -> float32 [N, h*w] sigmoid, NaN -> 0."""
+    return torch.nan_to_num(mask_logits.float().sigmoid(), nan=0.0).flatten(1)
+
+
+def class_chunks(k: int, pixels: int, chunk: int | None) -> Iterator[tuple[int, int]]:
+    size = chunk or max(1, CHUNK_ELEMENTS // max(1, pixels))
+    for start in range(0, k, size):
+        yield start, min(k, start + size)
+
+
+def _resize(scores: torch.Tensor, hw: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """float [B, h*w] -> [B, H, W] (bilinear when the size differs)."""
+    scores = scores.view(-1, *hw)
+    if tuple(size) != tuple(hw):
+        scores = F.interpolate(scores[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return scores
+
+
+def fuse_masks(
+    weights: torch.Tensor,
+    mask_logits: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    return_scores: bool = False,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """weights float [N, K] (>= 0), mask_logits [N, h, w] -> labels int64 [H, W], scores float [K, H, W]
+    or None, and confidence float [H, W] (the label's score over the sum of the class scores; 0 where
+    all are 0). (H, W) = `size`, default (h, w)."""
+    n, k = weights.shape
+    hw = (int(mask_logits.shape[1]), int(mask_logits.shape[2]))
+    size = hw if size is None else (int(size[0]), int(size[1]))
+    device = mask_logits.device
+    sig = soft_masks(mask_logits)
+    weights = weights.to(device=device, dtype=torch.float32)
+    scores = torch.empty(k, *size, device=device) if return_scores else None
+    best = torch.full(size, -torch.inf, device=device)
+    arg = torch.zeros(size, dtype=torch.int64, device=device)
+    total = torch.zeros(size, device=device)
+    for start, end in class_chunks(k, size[0] * size[1], chunk):
+        s = _resize(weights[:, start:end].T @ sig, hw, size)  # [B, H, W]
+        if scores is not None:
+            scores[start:end] = s
+        top, idx = s.max(dim=0)
+        better = top > best
+        best = torch.where(better, top, best)
+        arg = torch.where(better, idx + start, arg)
+        total += s.sum(dim=0)
+    confidence = best / total.clamp_min(torch.finfo(torch.float32).tiny) if k else total
+    return arg, scores, confidence
+
+
+def certify(
+    known: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    mask_logits: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """Pixels whose label is proven whatever the unknown proposals turn out to be.
+
+    known: bool [N]; low, high: float [N, K] with low <= true weight <= high (equal on known rows).
+    The lower scores L = Σ low·σ and upper scores U = Σ high·σ bound the true scores class by class
+    (all terms are >= 0, and the bilinear resize has non-negative weights). A pixel is certain when
+    the best lower score beats every other class's upper score by more than float32 rounding can
+    explain (all terms are non-negative, so a relative margin of 4·N·ε covers both sums).
+    Returns bool [H, W]."""
+    n, k = low.shape
+    hw = (int(mask_logits.shape[1]), int(mask_logits.shape[2]))
+    size = hw if size is None else (int(size[0]), int(size[1]))
+    device = mask_logits.device
+    sig = soft_masks(mask_logits)
+    low = low.to(device=device, dtype=torch.float32)
+    high = high.to(device=device, dtype=torch.float32)
+    neg = torch.full(size, -torch.inf, device=device)
+    best_low, arg_low = neg.clone(), torch.zeros(size, dtype=torch.int64, device=device)
+    up1, up2, arg_up1 = neg.clone(), neg.clone(), torch.full(size, -1, dtype=torch.int64, device=device)
+    for start, end in class_chunks(k, size[0] * size[1], chunk):
+        lo = _resize(low[:, start:end].T @ sig, hw, size)
+        hi = _resize(high[:, start:end].T @ sig, hw, size)
+        top, idx = lo.max(dim=0)
+        better = top > best_low
+        best_low = torch.where(better, top, best_low)
+        arg_low = torch.where(better, idx + start, arg_low)
+        # running top-2 of the upper scores (values and the arg of the first)
+        two = hi.topk(min(2, end - start), dim=0)
+        c1 = two.values[0]
+        c2 = two.values[1] if end - start > 1 else neg
+        new1 = torch.maximum(up1, c1)
+        up2 = torch.maximum(torch.minimum(up1, c1), torch.maximum(up2, c2))
+        arg_up1 = torch.where(c1 > up1, two.indices[0] + start, arg_up1)
+        up1 = new1
+    rival = torch.where(arg_up1 == arg_low, up2, up1)
+    margin = 4.0 * max(n, 1) * torch.finfo(torch.float32).eps
+    return best_low > rival * (1.0 + margin) + torch.finfo(torch.float32).tiny
