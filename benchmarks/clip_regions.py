@@ -74,10 +74,9 @@ def per_mask_loop(clf, samples, proposals, text) -> int:
     n = 0
     with torch.inference_mode():
         for sample, props in zip(samples, proposals):
-            image = sample.image.float()
-            plan, binaries = clf.plan([sample], [props])
-            for j in range(len(plan.items)):
-                regions, masks = clf.region_inputs([image], binaries, plan, range(j, j + 1))
+            plan, store = clf.plan([sample], [props])
+            for j in range(len(plan)):
+                regions, masks = clf.region_inputs(store, plan, range(j, j + 1))
                 emb = F.normalize(clf.encoder(regions, masks), dim=-1)
                 (100 * emb @ text.T).softmax(-1)
                 n += 1
@@ -114,8 +113,8 @@ def main() -> None:
 
         mpt = registry.get("classifier", "clip-masked-crop").build(keys)
         mpt.attach(registry.get("adapter", "mask-prompt-tuning").build({"depth": 3}))
-        plan, binaries = clf.plan(samples[:1], proposals[:1])
-        regions, masks = clf.region_inputs([samples[0].image.float()], binaries, plan, range(min(64, len(plan.items))))
+        plan, store = clf.plan(samples[:1], proposals[:1])
+        regions, masks = clf.region_inputs(store, plan, range(min(64, len(plan))))
         with torch.inference_mode():
             t_mpt, t_plain = best_of_pair(lambda: mpt.encoder(regions, masks), lambda: clf.encoder(regions, masks), 3 * args.repeats)
 

@@ -59,19 +59,13 @@ class ClipTextEncoder(TextEncoder):
 
     def encode(self, vocabulary: Vocabulary) -> TextEmbeddings:
         names = list(vocabulary.names)
-        found: dict[str, torch.Tensor] = {}
-        if self.cache is not None:
-            for name in names:
-                emb = self.cache.get(name)
-                if emb is not None:
-                    found[name] = emb
+        found = self.cache.get_many(names) if self.cache is not None else {}
         missing = [n for n in names if n not in found]
         if missing:
-            computed = self.embed(missing)
-            for name, emb in zip(missing, computed):
-                found[name] = emb
-                if self.cache is not None:
-                    self.cache.put(name, emb)
+            computed = dict(zip(missing, self.embed(missing)))
+            found.update(computed)
+            if self.cache is not None:
+                self.cache.put_many(computed)
         embeddings = torch.stack([found[n] for n in names]).to(self.device)
         return TextEmbeddings(vocabulary, embeddings, self.model_id)
 

@@ -111,16 +111,16 @@ def test_cache_keys_on_templates_and_model(encoder, tmp_path):
         counter.close()
 
 
-def test_a_corrupt_entry_is_recomputed(encoder):
+def test_a_corrupt_file_is_rebuilt(encoder):
     enc = encoder()
     good = enc.encode(VOCAB).embeddings
-    path = enc.cache.path("road, route")
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated
-    enc.cache.path("cat").write_bytes(b"\x00garbage")
+    data = enc.cache.path.read_bytes()
+    enc.cache.path.write_bytes(data[: len(data) // 2])  # truncated
     counter = Counter(enc.clip)
     try:
-        again = encoder().encode(VOCAB)
-        assert counter.prompts == 2 * 14  # exactly the two broken entries
+        fresh = encoder()
+        again = fresh.encode(VOCAB)
+        assert counter.prompts == 3 * 14 and fresh.cache.corrupt == 1
     finally:
         counter.close()
     torch.testing.assert_close(again.embeddings, good, rtol=0, atol=0)
@@ -132,19 +132,56 @@ def test_a_corrupt_entry_is_recomputed(encoder):
         counter.close()
 
 
-def test_an_entry_made_for_another_name_is_not_used(encoder):
+def test_a_non_finite_row_is_recomputed_alone(encoder):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    enc = encoder()
+    good = enc.encode(VOCAB).embeddings
+    with safe_open(str(enc.cache.path), "pt") as f:
+        meta, rows = f.metadata(), f.get_tensor("embeddings")
+    rows[1, 0] = float("nan")  # "road, route"
+    save_file({"embeddings": rows}, str(enc.cache.path), metadata=meta)
+    counter = Counter(enc.clip)
+    try:
+        again = encoder().encode(VOCAB)
+        assert counter.prompts == 14
+    finally:
+        counter.close()
+    torch.testing.assert_close(again.embeddings, good, rtol=0, atol=0)
+
+
+def test_a_file_made_for_another_model_is_not_used(encoder, tmp_path):
     enc = encoder()
     enc.encode(VOCAB)
-    enc.cache.path("cat").write_bytes(enc.cache.path("teddy bear").read_bytes())  # misplaced file
-    fresh = encoder()
+    single = encoder(templates="single")
+    single.encode(VOCAB)
+    single.cache.path.write_bytes(enc.cache.path.read_bytes())  # misplaced: made with the 14 ViLD templates
+    fresh = encoder(templates="single")
     got = fresh.encode(Vocabulary(("cat",))).embeddings[0]
     assert fresh.cache.corrupt == 1
-    torch.testing.assert_close(got, enc.embed(["cat"])[0], rtol=0, atol=0)
+    torch.testing.assert_close(got, single.embed(["cat"])[0], rtol=0, atol=0)
 
 
-def test_a_crash_mid_write_leaves_no_entry(encoder, monkeypatch):
+def test_encoders_adding_names_keep_each_others_entries(encoder):
+    a, b = encoder(), encoder()
+    a.encode(Vocabulary(("cat",)))
+    b.encode(Vocabulary(("dog",)))  # b read the file before a wrote? it reads again before writing
+    a.encode(Vocabulary(("teddy bear",)))
+    counter = Counter(a.clip)
+    try:
+        encoder().encode(Vocabulary(("cat", "dog", "teddy bear")))
+        assert counter.calls == 0
+    finally:
+        counter.close()
+
+
+def test_a_crash_mid_write_keeps_the_previous_file(encoder, monkeypatch):
     import ovframe_clip.cache as cache_module
 
+    enc = encoder()
+    enc.encode(Vocabulary(("cat",)))
+    before = enc.cache.path.read_bytes()
     real = cache_module.save_file
 
     def dying_save(tensors, filename, metadata=None):
@@ -153,10 +190,9 @@ def test_a_crash_mid_write_leaves_no_entry(encoder, monkeypatch):
         raise KeyboardInterrupt("killed while writing")
 
     monkeypatch.setattr(cache_module, "save_file", dying_save)
-    enc = encoder()
     with pytest.raises(KeyboardInterrupt):
-        enc.encode(VOCAB)
-    assert not any(p.suffix == ".safetensors" for p in enc.cache.dir.glob("*"))
+        encoder().encode(VOCAB)
+    assert enc.cache.path.read_bytes() == before
     # a process killed outright leaves its temp file; it is ignored
     (enc.cache.dir / ".stray.safetensors.tmp").write_bytes(b"partial")
     monkeypatch.setattr(cache_module, "save_file", real)
