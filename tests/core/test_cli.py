@@ -41,7 +41,10 @@ def test_plugins_json_lists_every_kind():
     assert ensemble["options"]["properties"]["lam"]["default"] == 0.7
 
 
-@pytest.mark.parametrize("argv", [["plugins", "--json"], ["recipes"], ["validate", "{tmp}"], ["show", "{tmp}/r.yaml"], ["--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["plugins", "--json"], ["recipes"], ["validate", "{tmp}"], ["show", "{tmp}/r.yaml"], ["--help"], ["bench", "--help"], ["export", "--help"]],
+)
 def test_everyday_commands_do_not_import_torch(argv, tmp_path):
     write(tmp_path / "r.yaml", "name: r\nproposals: ground-truth-masks\nclassifier: oracle\nfuser: clip-only\n")
     argv = [a.format(tmp=tmp_path) for a in argv]
