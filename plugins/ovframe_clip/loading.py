@@ -27,6 +27,7 @@ import torch
 
 from ovframe import BadInput, RequiredFile
 from ovframe.files import resolve_path
+from ovframe.loading import skip_init
 
 from .checkpoints import MASK_EMBEDDING_KEY, cache_root, read_checkpoint, weights_sha256  # noqa: F401 (re-exported)
 from .config import ClipModelConfig
@@ -281,7 +282,8 @@ def load_clip(cfg: ClipModelConfig) -> LoadedClip:
         quick_gelu = True
     else:
         quick_gelu = None
-    model = _build(arch, quick_gelu)
+    with skip_init():  # every tensor is loaded next, and a missing one is an error
+        model = _build(arch, quick_gelu)
     _load_into(model, state, path, arch)
     model.eval().requires_grad_(False)
     effective_qg = quick_gelu if quick_gelu is not None else bool((arch.model_cfg or {}).get("quick_gelu", False))

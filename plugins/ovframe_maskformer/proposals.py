@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ovframe import BadInput, ProposalGenerator, Proposals, RequiredFile, Sample, TextEmbeddings
 from ovframe.records import TEST_RESIZED_FROM
 from ovframe.files import resolve_path
+from ovframe.loading import skip_init
 
 from .config import MaskFormerConfig
 from .mapper import resized_shape
@@ -54,7 +55,8 @@ class MaskFormerProposals(ProposalGenerator):
             embed_dim = check_architecture(path, config) or config.embed_dim
             if embed_dim is None:
                 raise BadInput(f"{path}: records no architecture; give proposals.embed_dim (the CLIP dimension it was trained with)")
-            self.model = MaskFormerModel(config, embed_dim)
+            with skip_init():  # load_state fills every tensor, and refuses a file that lacks one
+                self.model = MaskFormerModel(config, embed_dim)
             load_state(self.model, path)
             self.model.eval()
             self.text_model = read_metadata(path).get(TEXT_MODEL_KEY, "")
