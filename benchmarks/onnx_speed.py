@@ -16,22 +16,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-
-
-def best_of_pair(a, b, repeats: int) -> tuple[float, float]:
-    """Best times of `a` and `b`, run alternately so that load from other jobs hits both alike."""
-    a(), b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, times in ((a, ta), (b, tb)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return min(ta), min(tb)
+from clip_regions import best_of_pair  # benchmarks/: alternate two timings, best of each
 
 
 def batched(graph, size: int) -> tuple[torch.Tensor, ...]:
