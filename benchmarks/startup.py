@@ -1,6 +1,6 @@
 """Start-up: time to the first image of the demo against `import torch`, measured in the same run.
 
-    python benchmarks/startup.py [--repeats 5] [--imports]
+    python benchmarks/startup.py [--repeats 5] [--imports] [--build ViT-L-14]
 
 Runs, alternately, each a fresh process (OMP_NUM_THREADS=1):
     import torch                    python -c "import torch"
@@ -13,7 +13,9 @@ Runs, alternately, each a fresh process (OMP_NUM_THREADS=1):
 One untimed round first fills the text cache (a temporary one) and the OS file cache. Prints wall and
 CPU (user + sys) seconds, best and median, and each as a ratio to `import torch`: CPU time is what the
 process itself spent, the steadier figure on a machine shared with other jobs. With --imports, also the
-packages the first image imports, by cumulative import time (python -X importtime).
+packages the first image imports, by cumulative import time (python -X importtime). With --build MODEL,
+also the CPU seconds to build an open_clip model's network with and without random initialisation
+(ovframe.loading.skip_init, used where the weights are loaded right after), best of --repeats.
 """
 
 from __future__ import annotations
@@ -53,10 +55,33 @@ def import_tree(cmd: list[str], env: dict[str, str], threshold_s: float = 0.03) 
     return sorted(((k, v) for k, v in totals.items() if v >= threshold_s), key=lambda kv: -kv[1])
 
 
+def build_times(model: str, repeats: int) -> tuple[float, float]:
+    """CPU seconds to build open_clip `model` (random weights) the usual way and under skip_init."""
+    import open_clip
+    import torch
+    from open_clip.model import CLIP
+
+    from ovframe.loading import skip_init
+
+    torch.set_num_threads(1)
+    cfg = open_clip.get_model_config(model)
+    usual, skipped = [], []
+    for _ in range(repeats):
+        start = time.process_time()
+        CLIP(**cfg)
+        usual.append(time.process_time() - start)
+        start = time.process_time()
+        with skip_init():
+            CLIP(**cfg)
+        skipped.append(time.process_time() - start)
+    return min(usual), min(skipped)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--imports", action="store_true", help="also list what the first image imports")
+    p.add_argument("--build", metavar="MODEL", help="also time building this open_clip model with and without random init")
     args = p.parse_args()
 
     from PIL import Image
@@ -97,6 +122,9 @@ def main() -> None:
             print("\nimported by the first image (cumulative import time, python -X importtime):")
             for name, seconds in import_tree([*first_image, str(tmp_path / "out-imports")], env):
                 print(f"  {name:<28} {seconds:.2f} s")
+    if args.build:
+        usual, skipped = build_times(args.build, args.repeats)
+        print(f"\nbuilding {args.build} (CPU, best of {args.repeats}): {usual:.2f} s with random init, {skipped:.2f} s under skip_init")
 
 
 if __name__ == "__main__":
