@@ -26,7 +26,6 @@ examples:
   ovframe show demo                                  the resolved recipe, every default filled in
   ovframe plugins --json                             installed plugins and their components
   ovframe bench demo --images 40                     images/s, ms and share per stage, peak memory
-  ovframe bench demo --compare-override classifier.chunk_size=16   the same recipe with one change, as ratios
   ovframe export demo --stage classifier             the classifier (with its adapter) as ONNX, checked by onnxruntime
 
 exit codes: 0 success, 2 bad input (recipe, arguments, missing files), 1 failure at run time.
