@@ -375,9 +375,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _predict_dir(out: str | None, recipe, names: list[str]) -> Path:
     """--out as given (refused if it holds another call's predictions), else a new folder per call:
     <output_dir>/predict/<date-time>_<first class names>."""
-    import re
     import time
 
+    from .recipes.resolve import slug
     from .runner import _dump_recipe
 
     if out is not None:
@@ -388,8 +388,8 @@ def _predict_dir(out: str | None, recipe, names: list[str]) -> Path:
                 f"choose another --out, or leave --out out: every call then gets a folder of its own"
             )
         return Path(out)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(names)).strip("-")[:40].rstrip("-.") or "predict"
-    base = Path(recipe.top.output_dir) / "predict" / f"{time.strftime('%Y%m%d-%H%M%S')}_{slug}"
+    classes = slug("-".join(names))[:40].rstrip("-.") or "predict"
+    base = Path(recipe.top.output_dir) / "predict" / f"{time.strftime('%Y%m%d-%H%M%S')}_{classes}"
     path, n = base, 1
     while path.exists():  # two calls within a second
         n += 1

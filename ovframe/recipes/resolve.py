@@ -169,7 +169,7 @@ def override_suffix(overrides: Sequence[str]) -> str:
     if not settings or {"name", "output_dir"} & set(settings):
         return ""
     parts = [f"{key}={value}" for key, value in sorted(settings.items())]
-    slugs = [f"{_slug(key)}={_slug(value)}" for key, value in sorted(settings.items())]
+    slugs = [f"{slug(key)}={slug(value)}" for key, value in sorted(settings.items())]
     joined = "+".join(slugs)
     if slugs != parts or len(joined) > 64:
         digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
@@ -177,7 +177,8 @@ def override_suffix(overrides: Sequence[str]) -> str:
     return joined
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """Text fit for a folder name: runs of other characters become one '-'."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
