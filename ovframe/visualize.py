@@ -159,9 +159,10 @@ def overlay(
 ) -> Image.Image:
     """image uint8 [H, W, 3]; labels int [H, W] (IGNORE_INDEX pixels left uncoloured).
 
-    Returns one picture: the input, the prediction and (if given) the ground truth side by side, scaled
-    for viewing (display_scale), captioned, with a legend of the classes present, largest first, with
-    their share of the labelled pixels."""
+    Returns one picture: the input, the prediction and (if given) the ground truth side by side (one
+    above the other for images more than twice as wide as tall), scaled for viewing (display_scale),
+    captioned, with a legend of the classes present, largest first, with their share of the labelled
+    pixels."""
     colours = class_colours(names)
     h, w = labels.shape
     scale = display_scale(h, w)
@@ -187,17 +188,20 @@ def overlay(
     header = line + font_size // 2
     title_h = line if title else 0
     gap = max(4, font_size // 3)
-    canvas_w = len(panels) * pw + (len(panels) - 1) * gap + legend_w
-    canvas_h = title_h + header + max(ph, len(order) * line + font_size)
+    n = len(panels)
+    stacked = pw > 2 * ph  # a wide image: panels one above the other, so the picture stays readable
+    block_w, block_h = (pw, n * (header + ph) + (n - 1) * gap) if stacked else (n * pw + (n - 1) * gap, header + ph)
+    canvas_w = block_w + gap + legend_w
+    canvas_h = title_h + max(block_h, header + len(order) * line + font_size)
     canvas = Image.new("RGB", (canvas_w, canvas_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((4, 2), title, fill=(0, 0, 0), font=font)
     for i, (caption, panel) in enumerate(panels):
-        x = i * (pw + gap)
-        draw.text((x + 4, title_h + 2), caption, fill=(60, 60, 60), font=font)
-        canvas.paste(Image.fromarray(panel), (x, title_h + header))
-    x0 = len(panels) * (pw + gap) + font_size // 2
+        x, y = (0, title_h + i * (header + ph + gap)) if stacked else (i * (pw + gap), title_h)
+        draw.text((x + 4, y + 2), caption, fill=(60, 60, 60), font=font)
+        canvas.paste(Image.fromarray(panel), (x, y + header))
+    x0 = block_w + gap + font_size // 2
     for row, (k, entry) in enumerate(zip(order, entries)):
         y = title_h + header + row * line
         box = [x0, y + 2, x0 + font_size, y + 2 + font_size]

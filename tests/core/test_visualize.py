@@ -53,3 +53,16 @@ def test_display_scale():
     assert display_scale(600, 800) == 1.0
     assert display_scale(3000, 4000) == 1024 / 4000
     assert display_scale(100, 2000) == 1.0  # a strip: up would pass the long-side limit
+
+
+def test_overlay_layout_input_beside_prediction_or_above_it_when_wide():
+    from ovframe.visualize import overlay
+
+    g = np.random.default_rng(0)
+    square = overlay(g.integers(0, 256, (64, 64, 3), dtype=np.uint8), g.integers(0, 3, (64, 64)), ["a", "b", "c"])
+    assert square.width > 2 * 384 and 384 <= square.height < 2 * 384  # 64 px shown at 384, side by side
+    image = g.integers(0, 256, (200, 900, 3), dtype=np.uint8)
+    wide = overlay(image, g.integers(0, 3, (200, 900)), ["a", "b", "c"])
+    assert wide.height > 2 * 200 and wide.width < 2 * 900  # 900 x 200 (not scaled): one panel above the other
+    top, bottom = np.asarray(wide)[: wide.height // 2, :900], np.asarray(wide)[wide.height // 2 :, :900]
+    assert (top != 255).any() and (bottom != 255).any()
