@@ -5,13 +5,36 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ovframe import ComponentConfig
 from ovframe.config import TrainingConfig
 
+SWIN_ARGS = {"embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32], "window_size": 12,
+             "patch_size": 4, "mlp_ratio": 4.0, "patch_norm": True}
+RESNET_ARGS = {"depth": 101, "stem": "deeplab", "stem_out_channels": 128, "res2_out_channels": 256, "width_per_group": 64,
+               "num_groups": 1, "stride_in_1x1": False, "res4_dilation": 1, "res5_dilation": 1, "res5_multi_grid": [1, 2, 4]}
+D2_BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
+    # name: (family, the arguments that differ from the family's table above); MaskFormer's configs
+    "d2-swin-t": ("swin", {"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7}),
+    "d2-swin-s": ("swin", {"embed_dim": 96, "num_heads": [3, 6, 12, 24], "window_size": 7}),
+    "d2-swin-b": ("swin", {}),  # OVSeg's Swin-B (ImageNet-22K 384 init, window 12)
+    "d2-swin-l": ("swin", {"embed_dim": 192, "num_heads": [6, 12, 24, 48]}),
+    "d2-r50": ("resnet", {"depth": 50, "stem": "basic", "stem_out_channels": 64, "res5_multi_grid": [1, 1, 1]}),
+    "d2-r101": ("resnet", {"stem": "basic", "stem_out_channels": 64, "res5_multi_grid": [1, 1, 1]}),
+    "d2-r101c": ("resnet", {}),  # OVSeg's R101c: DeepLab stem (3 convs, 128), res5 multi-grid 1, 2, 4
+}
+"""The detectron2-exact backbones of this plugin (swin.py, resnet.py); any other `backbone` name is a timm model."""
+
+
+def d2_backbone_args(name: str, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(family, full argument dict) of a d2 backbone preset with the recipe's overrides applied."""
+    family, preset = D2_BACKBONES[name]
+    return family, {**(SWIN_ARGS if family == "swin" else RESNET_ARGS), **preset, **overrides}
+
+
 ARCHITECTURE_KEYS = (
-    "backbone", "out_indices", "out_norm", "backbone_norm", "conv_dim", "mask_dim", "hidden_dim",
+    "backbone", "backbone_args", "out_indices", "out_norm", "backbone_norm", "conv_dim", "mask_dim", "hidden_dim",
     "num_queries", "dec_layers", "nheads", "dim_feedforward", "pre_norm", "embed_dim", "embed_hidden_dim",
     "embed_layers", "temperature",
 )
@@ -23,18 +46,37 @@ class MaskFormerConfig(ComponentConfig):
 
     # -- architecture -------------------------------------------------------------------------
     backbone: str = Field(
-        "swin_base_patch4_window12_384",
-        description="timm model name, used through features_only (resnet50, resnet101, resnet101c, swin_base_patch4_window12_384, swin_tiny_patch4_window7_224 ...)",
+        "d2-swin-b",
+        description="d2-swin-b, d2-swin-l, d2-swin-s, d2-swin-t, d2-r50, d2-r101, d2-r101c: the detectron2 backbones of "
+        "MaskFormer/OVSeg, computed exactly (d2-swin-b and d2-r101c are OVSeg's); any other name is a timm model used "
+        "through features_only (resnet10t, resnet50, swin_tiny_patch4_window7_224 ...)",
+    )
+    backbone_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="d2 backbones only: changes to the preset's numbers, e.g. {embed_dim: 32, num_heads: [1, 2, 4, 8]} "
+        f"(Swin: {', '.join(SWIN_ARGS)}; ResNet: {', '.join(RESNET_ARGS)})",
     )
     backbone_pretrained: str | bool = Field(
         False,
-        description="false: random init; or a local safetensors/.pth file of timm ImageNet weights for the backbone (never downloaded)",
+        description="false: random init; or a local file of ImageNet weights for the backbone, never downloaded: d2 Swin: "
+        "the official Swin release (.pth, {'model': ...}) or its safetensors; d2 ResNet: a detectron2-layout state dict "
+        "(.pth/.safetensors; a .pkl of NumPy arrays is not read); timm: that model's timm weights",
+    )
+    backbone_drop_path: float = Field(
+        0.3, ge=0.0, lt=1.0, description="stochastic depth of the d2 Swin blocks, rising linearly to this (training only; the reference's 0.3)"
+    )
+    backbone_freeze_at: int | None = Field(
+        None, ge=0, le=5,
+        description="detectron2's FREEZE_AT for d2 ResNets: 1 freezes the stem, k > 1 also res2..res{k} (training only); "
+        "None: 2, the released R101c config's (detectron2's default)",
     )
     out_indices: tuple[int, ...] = Field(
-        (0, 1, 2, 3), description="backbone stages fed to the FPN, highest resolution first (resnets: (1, 2, 3, 4))"
+        (0, 1, 2, 3), description="backbone stages fed to the FPN, highest resolution first (0 = stride 4; timm ResNets: (1, 2, 3, 4))"
     )
     out_norm: bool | None = Field(
-        None, description="LayerNorm on each backbone output (as Swin for dense prediction does); None: on for NHWC (transformer) backbones"
+        None,
+        description="LayerNorm on each backbone output (Swin for dense prediction: `norm{i}`); None: from the weights file when "
+        "there is one, else on for Swin and other NHWC (transformer) backbones, off for ResNets",
     )
     backbone_norm: Literal["frozen", "train"] = Field(
         "frozen", description="BatchNorm layers of the backbone: frozen (detectron2's FrozenBN, the reference) or trained"
@@ -75,8 +117,37 @@ class MaskFormerConfig(ComponentConfig):
     )
     sha256: str | None = Field(None, description="sha256 of the weights file")
 
+    @model_validator(mode="after")
+    def _known_backbone_args(self) -> "MaskFormerConfig":
+        if self.backbone not in D2_BACKBONES:
+            if self.backbone_args:
+                raise ValueError(f"backbone_args are for the d2 backbones ({', '.join(D2_BACKBONES)}), not the timm model {self.backbone!r}")
+            return self
+        family, _ = D2_BACKBONES[self.backbone]
+        allowed = SWIN_ARGS if family == "swin" else RESNET_ARGS
+        unknown = sorted(set(self.backbone_args) - set(allowed))
+        if unknown:
+            raise ValueError(f"backbone_args of {self.backbone}: unknown {unknown}; known: {', '.join(allowed)}")
+        if family == "resnet" and self.out_norm:
+            raise ValueError(f"out_norm is for Swin backbones; {self.backbone} has no LayerNorm on its outputs (leave it unset)")
+        return self
+
+    def resolved_backbone_args(self) -> dict[str, Any]:
+        """The full argument dict of a d2 backbone (preset + overrides); {} for timm backbones."""
+        return d2_backbone_args(self.backbone, self.backbone_args)[1] if self.backbone in D2_BACKBONES else {}
+
+    def resolved_out_norm(self) -> bool | None:
+        """out_norm as the d2 backbones resolve `None` (Swin: on, ResNet: off); None stays for timm (decided by its output format)."""
+        if self.out_norm is None and self.backbone in D2_BACKBONES:
+            return D2_BACKBONES[self.backbone][0] == "swin"
+        return self.out_norm
+
     def architecture(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ARCHITECTURE_KEYS}
+        """The architecture keys, with what the config alone decides resolved (d2 backbone arguments, out_norm)."""
+        arch = {k: getattr(self, k) for k in ARCHITECTURE_KEYS}
+        arch["backbone_args"] = self.resolved_backbone_args()
+        arch["out_norm"] = self.resolved_out_norm()
+        return arch
 
 
 class TrainProposalsConfig(TrainingConfig):

@@ -1,7 +1,8 @@
-"""The MaskFormer network with OVSeg's open-vocabulary class head, in plain torch + timm.
+"""The MaskFormer network with OVSeg's open-vocabulary class head, in plain torch (+ timm for timm backbones).
 
     image [B,3,H,W] (normalised, padded to a multiple of 32)
-      -> timm backbone (features_only)          4 maps at strides 4, 8, 16, 32 (NHWC maps are permuted)
+      -> backbone                                4 maps at strides 4, 8, 16, 32, NCHW: the detectron2 Swin / ResNet
+                                                 of swin.py / resnet.py (`d2-*` names), or a timm model (features_only)
       -> FPN pixel decoder                       mask features [B, mask_dim, H/4, W/4]
       -> transformer decoder over the stride-32 map: Q queries, `dec_layers` layers (DETR, post-norm)
       -> per layer l: mask embedding MLP   -> mask logits  [L, B, Q, H/4, W/4]
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import MaskFormerConfig
+from .config import D2_BACKBONES, MaskFormerConfig, d2_backbone_args
 
 
 def c2_xavier_fill(module: nn.Module) -> None:
@@ -46,7 +47,37 @@ class ConvNorm(nn.Module):
         return F.relu(x) if self.relu else x
 
 
-class Backbone(nn.Module):
+def build_backbone(cfg: MaskFormerConfig, pretrained_file: str | None = None) -> nn.Module:
+    """The recipe's backbone: forward(images) -> NCHW maps of `out_indices`, highest resolution first, with
+    `.channels` and `.strides` lists. d2 backbones hold the release's key names directly under `backbone.`."""
+    if cfg.backbone not in D2_BACKBONES:
+        return TimmBackbone(cfg, pretrained_file)
+    family, args = d2_backbone_args(cfg.backbone, cfg.backbone_args)
+    try:
+        if family == "swin":
+            from .swin import D2SwinBackbone
+
+            body: nn.Module = D2SwinBackbone(
+                **args, drop_path_rate=cfg.backbone_drop_path, out_indices=tuple(cfg.out_indices), out_norm=bool(cfg.resolved_out_norm())
+            )
+        else:
+            from .resnet import D2ResNetBackbone
+
+            body = D2ResNetBackbone(**args, norm=cfg.backbone_norm, out_indices=tuple(cfg.out_indices))
+    except (ValueError, TypeError, IndexError) as e:
+        from ovframe import BadInput
+
+        raise BadInput(f"maskformer backbone {cfg.backbone} with backbone_args {cfg.backbone_args}: {e}") from None
+    if pretrained_file:
+        from .backbone_weights import load_d2_backbone_weights
+
+        load_d2_backbone_weights(body, pretrained_file, cfg.backbone)
+    if family == "resnet":
+        body.freeze(2 if cfg.backbone_freeze_at is None else cfg.backbone_freeze_at)
+    return body
+
+
+class TimmBackbone(nn.Module):
     """A timm model through features_only; returns NCHW maps, highest resolution first."""
 
     def __init__(self, cfg: MaskFormerConfig, pretrained_file: str | None = None):
@@ -177,17 +208,20 @@ class DecoderLayer(nn.Module):
         self.pre_norm = pre_norm
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor, query_pos: torch.Tensor) -> torch.Tensor:
-        """tgt [Q, B, D], memory/pos [HW, B, D], query_pos [Q, B, D]."""
+        """tgt [Q, B, D], memory/pos [HW, B, D], query_pos [Q, B, D].
+
+        need_weights=True is nn.MultiheadAttention's default, the reference's call: it takes torch's explicit
+        attention path, whose results are bit-equal to the reference's (the fused path differs by ~1e-6)."""
         if self.pre_norm:
             t = self.norm1(tgt)
-            tgt = tgt + self.dropout1(self.self_attn(t + query_pos, t + query_pos, t, need_weights=False)[0])
+            tgt = tgt + self.dropout1(self.self_attn(t + query_pos, t + query_pos, t, need_weights=True)[0])
             t = self.norm2(tgt)
-            tgt = tgt + self.dropout2(self.multihead_attn(t + query_pos, memory + pos, memory, need_weights=False)[0])
+            tgt = tgt + self.dropout2(self.multihead_attn(t + query_pos, memory + pos, memory, need_weights=True)[0])
             t = self.norm3(tgt)
             return tgt + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(t)))))
         q = tgt + query_pos
-        tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, q, tgt, need_weights=False)[0]))
-        tgt = self.norm2(tgt + self.dropout2(self.multihead_attn(tgt + query_pos, memory + pos, memory, need_weights=False)[0]))
+        tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, q, tgt, need_weights=True)[0]))
+        tgt = self.norm2(tgt + self.dropout2(self.multihead_attn(tgt + query_pos, memory + pos, memory, need_weights=True)[0]))
         return self.norm3(tgt + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(tgt))))))
 
 
@@ -253,7 +287,7 @@ class MaskFormerModel(nn.Module):
         self.embed_dim = embed_dim
         self.out_indices = tuple(cfg.out_indices)
         self.temperature = float(cfg.temperature)
-        self.backbone = Backbone(cfg, pretrained_file)
+        self.backbone = build_backbone(cfg, pretrained_file)
         self.pixel_decoder = PixelDecoder(self.backbone.channels, cfg.conv_dim, cfg.mask_dim)
         self.predictor = TransformerPredictor(cfg, self.backbone.channels[-1], embed_dim)
         self.no_object_embedding = nn.Parameter(torch.randn(1, embed_dim) * embed_dim**-0.5)
@@ -267,9 +301,12 @@ class MaskFormerModel(nn.Module):
         return max(self.backbone.strides)
 
     def class_logits(self, query_embeddings: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """[..., C] query embeddings, [K, C] text -> [..., K+1] logits (the no-object column last)."""
-        classes = torch.cat([F.normalize(text.to(query_embeddings.dtype), dim=-1), F.normalize(self.no_object_embedding, dim=-1).to(query_embeddings.dtype)])
-        return self.temperature * F.normalize(query_embeddings, dim=-1) @ classes.t()
+        """[..., C] query embeddings, [K, C] text (rows L2-normalised, as TextEmbeddings are) -> [..., K+1] logits,
+        the no-object column last. Divisions by the norms as the reference writes them (bit-equal logits)."""
+        no_object = self.no_object_embedding / self.no_object_embedding.norm(dim=-1, keepdim=True)
+        classes = torch.cat([text, no_object]).to(query_embeddings.dtype)
+        q = query_embeddings / query_embeddings.norm(dim=-1, keepdim=True)
+        return self.temperature * q @ classes.t()
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
         if text.ndim != 2 or text.shape[1] != self.embed_dim:

@@ -30,7 +30,7 @@ from ovframe.loading import skip_init
 from .config import MaskFormerConfig
 from .mapper import resized_shape
 from .model import MaskFormerModel
-from .weights import check_architecture, load_state, read_metadata, TEXT_MODEL_KEY
+from .weights import TEXT_MODEL_KEY, check_architecture, config_for_weights, load_state, read_metadata
 
 log = logging.getLogger("ovframe")
 
@@ -52,11 +52,12 @@ class MaskFormerProposals(ProposalGenerator):
         self.text_model: str = ""
         if config.weights is not None:
             path = resolve_path(config.weights)
-            embed_dim = check_architecture(path, config) or config.embed_dim
-            if embed_dim is None:
+            saved = check_architecture(path, config)
+            built = config_for_weights(config, saved) if saved is not None else config
+            if built.embed_dim is None:
                 raise BadInput(f"{path}: records no architecture; give proposals.embed_dim (the CLIP dimension it was trained with)")
             with skip_init():  # load_state fills every tensor, and refuses a file that lacks one
-                self.model = MaskFormerModel(config, embed_dim)
+                self.model = MaskFormerModel(built, built.embed_dim)
             load_state(self.model, path)
             self.model.eval()
             self.text_model = read_metadata(path).get(TEXT_MODEL_KEY, "")

@@ -47,17 +47,23 @@ def file_architecture(path: str | Path) -> dict[str, Any] | None:
     return json.loads(meta[ARCH_KEY]) if ARCH_KEY in meta else None
 
 
-def check_architecture(path: str | Path, cfg: MaskFormerConfig) -> int | None:
+def check_architecture(path: str | Path, cfg: MaskFormerConfig) -> dict[str, Any] | None:
     """Raise BadInput naming every architecture key where the recipe and the weights file differ.
-    Returns the file's embed_dim (None when the file records no architecture)."""
+
+    A key the recipe leaves unset (None: `embed_dim`, `out_norm` of a timm backbone) takes the file's value; a key
+    the file does not record (written before the key existed) counts as its default. Returns the file's
+    architecture (None when the file records none)."""
     saved = file_architecture(path)
     if saved is None:
         return None
+    fields = MaskFormerConfig.model_fields
+    defaults = _normalised({k: fields[k].get_default(call_default_factory=True) for k in fields if k in saved or k in cfg.architecture()})
+    saved = {**defaults, **saved}
     wanted = _normalised(cfg.architecture())
     diffs = [
         f"{k}: the recipe has {wanted.get(k)!r}, the weights were trained with {saved.get(k)!r}"
         for k in wanted
-        if not (k == "embed_dim" and wanted[k] is None) and wanted.get(k) != saved.get(k)
+        if wanted[k] is not None and wanted.get(k) != saved.get(k)
     ]
     if diffs:
         raise BadInput(
@@ -65,7 +71,12 @@ def check_architecture(path: str | Path, cfg: MaskFormerConfig) -> int | None:
             + "\n  ".join(diffs)
             + "\nSet those keys in the recipe's `proposals:` section as the weights have them, or use weights trained for this architecture."
         )
-    return int(saved["embed_dim"])
+    return saved
+
+
+def config_for_weights(cfg: MaskFormerConfig, saved: dict[str, Any]) -> MaskFormerConfig:
+    """The recipe's config with the keys it leaves unset taken from the weights' architecture."""
+    return cfg.model_copy(update={k: saved[k] for k in cfg.architecture() if getattr(cfg, k) is None and saved.get(k) is not None})
 
 
 def save_maskformer(path: str | Path, model: torch.nn.Module, cfg: MaskFormerConfig, *, classes: list[str], text_model: str,

@@ -1,122 +1,103 @@
-"""The converter from the detectron2 layout of the released OVSeg checkpoint, on a fabricated checkpoint of that layout."""
+"""The converter of the released OVSeg checkpoints, on files with every key of the releases (ovseg_release.py),
+and the shipped recipes loading what it writes."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-import timm
 import torch
 
-from ovframe import BadInput, Sample, TextEmbeddings, Vocabulary
-from ovframe_maskformer.config import MaskFormerConfig
-from ovframe_maskformer.convert import convert
+from ovframe import BadInput
+from ovframe.recipes import load_recipe
+from ovframe_maskformer.convert import convert, main
 from ovframe_maskformer.proposals import MaskFormerProposals
+from ovseg_release import R101C_VITB16, SWINB_VITL14, release_state, size_overrides, write_release
 
-SWIN = "swin_tiny_patch4_window7_224"
-H, CONV, Q, L, FF, C, EH = 32, 48, 6, 2, 64, 24, 40  # hidden, FPN, queries, layers, FFN, CLIP dim, class MLP
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def detectron2_checkpoint() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(an OVSeg-layout state dict with random tensors, the timm-layout Swin weights it was made from)."""
-    torch.manual_seed(0)
-    timm_swin = timm.create_model(SWIN, pretrained=False).state_dict()
-    d2: dict[str, torch.Tensor] = {}
-    for k, v in timm_swin.items():
-        if k.startswith(("head.", "norm.")):
-            continue  # the dense-prediction Swin has per-stage norms instead
-        # the original Swin downsamples at the end of stage i, timm at the start of stage i+1
-        k = re.sub(r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", k)
-        d2["backbone." + k] = v
-    for i, ch in enumerate([96, 192, 384, 768]):
-        d2[f"backbone.norm{i}.weight"], d2[f"backbone.norm{i}.bias"] = torch.randn(ch), torch.randn(ch)
-        d2[f"backbone.layers.{i}.blocks.0.attn.relative_position_index"] = torch.zeros(49, 49, dtype=torch.long)
-        pd = "sem_seg_head.pixel_decoder."
-        if i < 3:
-            d2[f"{pd}adapter_{i + 1}.weight"] = torch.randn(CONV, ch, 1, 1)
-            d2[f"{pd}adapter_{i + 1}.norm.weight"], d2[f"{pd}adapter_{i + 1}.norm.bias"] = torch.randn(CONV), torch.randn(CONV)
-        d2[f"{pd}layer_{i + 1}.weight"] = torch.randn(CONV, ch if i == 3 else CONV, 3, 3)
-        d2[f"{pd}layer_{i + 1}.norm.weight"], d2[f"{pd}layer_{i + 1}.norm.bias"] = torch.randn(CONV), torch.randn(CONV)
-    d2["sem_seg_head.pixel_decoder.mask_features.weight"] = torch.randn(H, CONV, 3, 3)
-    d2["sem_seg_head.pixel_decoder.mask_features.bias"] = torch.randn(H)
+def expected_name(key: str) -> str | None:
+    """Where the authors' key must land, written from their module layout (None: not converted)."""
     p = "sem_seg_head.predictor."
-    d2[p + "query_embed.weight"] = torch.randn(Q, H)
-    d2[p + "input_proj.weight"], d2[p + "input_proj.bias"] = torch.randn(H, 768, 1, 1), torch.randn(H)
-    for layer in range(L):
-        t = f"{p}transformer.decoder.layers.{layer}."
-        for attn in ("self_attn", "multihead_attn"):
-            d2[t + f"{attn}.in_proj_weight"], d2[t + f"{attn}.in_proj_bias"] = torch.randn(3 * H, H), torch.randn(3 * H)
-            d2[t + f"{attn}.out_proj.weight"], d2[t + f"{attn}.out_proj.bias"] = torch.randn(H, H), torch.randn(H)
-        d2[t + "linear1.weight"], d2[t + "linear1.bias"] = torch.randn(FF, H), torch.randn(FF)
-        d2[t + "linear2.weight"], d2[t + "linear2.bias"] = torch.randn(H, FF), torch.randn(H)
-        for n in (1, 2, 3):
-            d2[t + f"norm{n}.weight"], d2[t + f"norm{n}.bias"] = torch.randn(H), torch.randn(H)
-    d2[p + "transformer.decoder.norm.weight"], d2[p + "transformer.decoder.norm.bias"] = torch.randn(H), torch.randn(H)
-    for i, (a, b) in enumerate([(H, EH), (EH, C)]):
-        d2[p + f"class_embed.layers.{i}.weight"], d2[p + f"class_embed.layers.{i}.bias"] = torch.randn(b, a), torch.randn(b)
-    for i in range(3):
-        d2[p + f"mask_embed.layers.{i}.weight"], d2[p + f"mask_embed.layers.{i}.bias"] = torch.randn(H, H), torch.randn(H)
-    d2["clip_adapter.non_object_embedding"] = torch.randn(1, C)
-    d2["clip_adapter.clip_model.visual.proj"] = torch.randn(8, C)  # the CLIP model: another component's
-    d2["pixel_mean"] = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
-    return d2, timm_swin
+    if key.startswith("backbone."):
+        return None if key.endswith("relative_position_index") else key
+    if m := re.match(r"sem_seg_head\.pixel_decoder\.(adapter|layer)_(\d)\.(norm\.)?(weight|bias)$", key):
+        kind = "lateral_convs" if m.group(1) == "adapter" else "output_convs"
+        return f"pixel_decoder.{kind}.{int(m.group(2)) - 1}.{'norm' if m.group(3) else 'conv'}.{m.group(4)}"
+    if key.startswith("sem_seg_head.pixel_decoder.mask_features."):
+        return key[len("sem_seg_head."):]
+    if key.startswith(p + "transformer.decoder.layers."):
+        return "predictor.layers." + key[len(p + "transformer.decoder.layers."):]
+    if key.startswith(p + "transformer.decoder.norm."):
+        return "predictor.decoder_norm." + key.rsplit(".", 1)[1]
+    if key.startswith(p):
+        return "predictor." + key[len(p):]
+    return "no_object_embedding" if key == "clip_adapter.non_object_embedding" else None
 
 
-@pytest.mark.slow
-def test_converts_the_detectron2_layout(tmp_path):
-    d2, timm_swin = detectron2_checkpoint()
-    src = tmp_path / "ovseg.pth"
-    torch.save({"model": d2, "iteration": 120000}, src)
-    dst = tmp_path / "converted.safetensors"
-    cfg = convert(src, dst, backbone=SWIN, nheads=4)
-    assert (cfg.hidden_dim, cfg.num_queries, cfg.dec_layers, cfg.dim_feedforward, cfg.embed_dim, cfg.embed_hidden_dim, cfg.conv_dim, cfg.mask_dim) == (H, Q, L, FF, C, EH, CONV, H)
-
-    gen = MaskFormerProposals(MaskFormerConfig(**{**cfg.model_dump(), "weights": str(dst)}))
-    ours = gen.model.state_dict()
-    p = "sem_seg_head.predictor."
-    pairs = {
-        "no_object_embedding": "clip_adapter.non_object_embedding",
-        "backbone.out_norms.2.bias": "backbone.norm2.bias",
-        "backbone.body.layers_1.downsample.reduction.weight": "backbone.layers.0.downsample.reduction.weight",
-        "backbone.body.layers_3.blocks.1.attn.qkv.weight": "backbone.layers.3.blocks.1.attn.qkv.weight",
-        "pixel_decoder.lateral_convs.0.conv.weight": "sem_seg_head.pixel_decoder.adapter_1.weight",
-        "pixel_decoder.lateral_convs.2.norm.weight": "sem_seg_head.pixel_decoder.adapter_3.norm.weight",
-        "pixel_decoder.output_convs.3.conv.weight": "sem_seg_head.pixel_decoder.layer_4.weight",
-        "pixel_decoder.output_convs.0.norm.bias": "sem_seg_head.pixel_decoder.layer_1.norm.bias",
-        "predictor.layers.1.multihead_attn.in_proj_weight": p + "transformer.decoder.layers.1.multihead_attn.in_proj_weight",
-        "predictor.decoder_norm.weight": p + "transformer.decoder.norm.weight",
-        "predictor.class_embed.layers.1.weight": p + "class_embed.layers.1.weight",
-        "predictor.query_embed.weight": p + "query_embed.weight",
-    }
-    for mine, theirs in pairs.items():
-        assert torch.equal(ours[mine], d2[theirs]), mine
-
-    # the backbone computes what timm's own Swin computes with the weights the checkpoint was made from
-    full = timm.create_model(SWIN, pretrained=False).eval()
-    full.load_state_dict(timm_swin)
-    x = torch.randn(1, 3, 224, 224)
-    with torch.no_grad():
-        y = full.patch_embed(x)
-        expected = []
-        for stage in full.layers:
-            y = stage(y)
-            expected.append(y)
-        got = gen.model.backbone.body(x)
-    for a, b in zip(got, expected):
-        torch.testing.assert_close(a, b)
-
-    vocab = Vocabulary(("a", "b"))
-    (props,) = gen.propose([Sample(torch.zeros(3, 40, 50, dtype=torch.uint8), None, "x")],
-                           TextEmbeddings(vocab, torch.nn.functional.normalize(torch.randn(2, C), dim=-1)))
-    assert props.mask_logits.shape == (Q, 40, 50) and props.class_logits.shape == (Q, 3)
+SHIPPED = {  # the shipped recipes that load converted release weights
+    "swin": ["ade150_mpt.yaml", "pc59_mpt.yaml", "ade847_mpt.yaml", "pc459_mpt.yaml", "voc20_mpt.yaml",
+             "maskformer/ovseg_swinb_proposals_only_ade150.yaml"],
+    "resnet": ["ade150_r101c_vitb16_mpt.yaml"],
+}
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_refuses_what_is_not_an_ovseg_checkpoint(tmp_path):
-    src = tmp_path / "other.pth"
-    torch.save({"model": {"conv.weight": torch.zeros(1)}}, src)
+@pytest.mark.parametrize("release", [SWINB_VITL14, R101C_VITB16], ids=["swinb_vitl14", "r101c_vitb16"])
+def test_every_tensor_of_a_release_is_converted_or_reported(tmp_path, capsys, registry, release):
+    src = write_release(tmp_path, release, size="tiny")
+    state = release_state(release, size="tiny")
+    assert main([str(src), str(tmp_path / "out.safetensors")]) == 0
+    report = capsys.readouterr().out
+    assert "recipe: proposals: {plugin: maskformer" in report
+    from safetensors.torch import load_file
+    from ovframe_maskformer.weights import file_architecture
+
+    out = load_file(str(tmp_path / "out.safetensors"))
+    converted = {expected_name(k): v for k, v in state.items() if expected_name(k) is not None}
+    assert set(out) == set(converted)
+    for k, v in converted.items():
+        assert torch.equal(out[k], v), k
+    # what is not converted is counted, with its reason; the counts cover every other tensor of the file
+    counts = {m.group(2): int(m.group(1)) for m in re.finditer(r"not converted: (\d+) tensor\(s\): (.+)", report)}
+    assert sum(counts.values()) + len(out) == len(state)
+    assert counts["the fine-tuned CLIP (and its mask prompts): the clip plugins read it from this same file"] == sum(
+        k.startswith("clip_adapter.clip_model.") for k in state)
+    arch = file_architecture(tmp_path / "out.safetensors")
+    if release.backbone == "swin":
+        assert (arch["backbone"], arch["out_norm"]) == ("d2-swin-b", True)
+        assert (arch["backbone_args"]["embed_dim"], arch["backbone_args"]["num_heads"], arch["backbone_args"]["window_size"]) == (24, [1, 2, 4, 8], 12)
+        assert counts["Swin relative position index (checked, recomputed)"] == 24
+    else:
+        assert (arch["backbone"], arch["out_norm"]) == ("d2-r101c", False)
+        assert {k: arch["backbone_args"][k] for k in ("depth", "stem", "stem_out_channels", "res2_out_channels", "width_per_group")} == {
+            "depth": 101, "stem": "deeplab", "stem_out_channels": 32, "res2_out_channels": 64, "width_per_group": 16}
+    assert (arch["num_queries"], arch["dec_layers"], arch["hidden_dim"], arch["embed_dim"], arch["embed_hidden_dim"]) == (8, 6, 32, 32, 64)
+
+    # every shipped recipe of this release loads the converted file, overriding sizes only (the recipes leave
+    # out_norm and the other derived keys unset: what the converter records must satisfy them)
+    for recipe in SHIPPED[release.backbone]:
+        r = load_recipe(ROOT / "recipes" / recipe, [f"proposals.weights={tmp_path / 'out.safetensors'}", *size_overrides(release, "tiny")],
+                        registry=registry)
+        gen = MaskFormerProposals(r.section("proposals").config)
+        assert gen.model is not None and gen.model.embed_dim == 32, recipe
+
+
+def test_every_shipped_recipe_with_converted_weights_is_covered():
+    names = {str(p.relative_to(ROOT / "recipes")) for p in (ROOT / "recipes").rglob("*.yaml")
+             if "abstract: true" not in p.read_text() and re.search(r"OVSEG_MASKFORMER|maskformer_\w+_ovseg", p.read_text()) or "extends: _base/ovseg" in p.read_text()}
+    assert names == set(SHIPPED["swin"]) | set(SHIPPED["resnet"])
+
+
+def test_unknown_tensors_and_pickles_are_refused(tmp_path, capsys):
+    state = release_state(R101C_VITB16, size="tiny")
+    torch.save({"model": {**state, "sem_seg_head.predictor.class_embed_extra.weight": torch.zeros(2)}}, tmp_path / "odd.pth")
+    assert main([str(tmp_path / "odd.pth"), str(tmp_path / "out.safetensors")]) == 2
+    assert "class_embed_extra" in capsys.readouterr().out and not (tmp_path / "out.safetensors").exists()
+    torch.save({"model": {"conv.weight": torch.zeros(1)}}, tmp_path / "other.pth")
     with pytest.raises(BadInput, match="not an OVSeg/MaskFormer checkpoint"):
-        convert(src, tmp_path / "out.safetensors", backbone=SWIN)
+        convert(tmp_path / "other.pth", tmp_path / "out.safetensors")
     (tmp_path / "pickle.pth").write_bytes(b"\x80\x04garbage")
     with pytest.raises(BadInput, match="weights_only"):
-        convert(tmp_path / "pickle.pth", tmp_path / "out.safetensors", backbone=SWIN)
+        convert(tmp_path / "pickle.pth", tmp_path / "out.safetensors")
