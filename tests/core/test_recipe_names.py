@@ -49,7 +49,7 @@ def test_own_recipe_extends_a_shipped_one_by_name(elsewhere, toy_registry):
     write(elsewhere / "mine.yaml", "extends: ade150_mpt\nname: mine\nfuser: {lam: 0.5}\n")
     tree = load_tree(elsewhere / "mine.yaml")
     assert tree.data["name"] == "mine" and tree.data["fuser"]["lam"] == 0.5
-    assert tree.data["proposals"]["backbone"] == "swin_base_patch4_window12_384"  # from the shipped _base
+    assert tree.data["proposals"]["backbone"] == "d2-swin-b"  # from the shipped _base
     write(elsewhere / "bad.yaml", "extends: no_such_base\nname: bad\n")
     with pytest.raises(RecipeError, match="cannot find 'no_such_base'.*shipped recipe of that name"):
         load_tree(elsewhere / "bad.yaml")

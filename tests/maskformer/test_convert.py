@@ -39,7 +39,7 @@ def expected_name(key: str) -> str | None:
 
 SHIPPED = {  # the shipped recipes that load converted release weights
     "swin": ["ade150_mpt.yaml", "pc59_mpt.yaml", "ade847_mpt.yaml", "pc459_mpt.yaml", "voc20_mpt.yaml",
-             "maskformer/ovseg_swinb_proposals_only_ade150.yaml"],
+             "maskformer/ovseg_swinb_proposals_only_ade150.yaml", "mining/coco_captions.yaml"],
     "resnet": ["ade150_r101c_vitb16_mpt.yaml"],
 }
 
