@@ -1,12 +1,14 @@
 """Speed and peak memory of the maskformer family on this machine, every figure measured in the same run.
 
-    python benchmarks/maskformer_speed.py [--threads 1] [--configs tiny swin-b] [--train-steps 3] [--infer-runs 3]
+    python benchmarks/maskformer_speed.py [--threads 1] [--configs tiny swin-b] [--what train infer] [--train-steps 3] [--infer-runs 3]
 
-Two configurations, random weights (nothing is downloaded):
-  tiny    ResNet-18, hidden 32, 8 queries, 2 decoder layers, 64 px crops and test size, 32-d text, 4 classes
-  swin-b  the reference's Swin-B (timm swin_base_patch4_window12_384, pretrained=False): hidden 256, 100 queries,
-          6 decoder layers, FPN 256, CLIP dim 768; one 640x640 image (the reference's test size and crop);
-          171 training classes (COCO-Stuff) and a 150-class vocabulary (ADE-150) at inference
+Configurations, random weights (nothing is downloaded):
+  tiny        ResNet-18, hidden 32, 8 queries, 2 decoder layers, 64 px crops and test size, 32-d text, 4 classes
+  swin-b      the reference's Swin-B (d2-swin-b: detectron2's Swin, computed exactly): hidden 256, 100 queries,
+              6 decoder layers, FPN 256, CLIP dim 768; one 640x640 image (the reference's test size and crop);
+              171 training classes (COCO-Stuff) and a 150-class vocabulary (ADE-150) at inference
+  swin-b-timm the same with timm's swin_base_patch4_window12_384 (not the reference's computation; for the ratio)
+  r101c       the reference's R101c (d2-r101c), 512x512, CLIP dim 512
 For each: training iterations/s (batch 1: mapper, forward, Hungarian matching and set loss over all decoder
 layers, backward, gradient clipping, AdamW step) and inference images/s (`maskformer` propose(): resize,
 pad, network, upsampling back to the image). Each measurement runs in a fresh process, so its peak
@@ -36,8 +38,16 @@ CONFIGS = {
         "size": 64, "embed_dim": 32, "train_classes": 4, "test_classes": 4,
     },
     "swin-b": {
+        "arch": {"backbone": "d2-swin-b", "out_indices": [0, 1, 2, 3], "test_short_side": 640},
+        "size": 640, "embed_dim": 768, "train_classes": 171, "test_classes": 150,
+    },
+    "swin-b-timm": {
         "arch": {"backbone": "swin_base_patch4_window12_384", "out_indices": [0, 1, 2, 3], "test_short_side": 640},
         "size": 640, "embed_dim": 768, "train_classes": 171, "test_classes": 150,
+    },
+    "r101c": {
+        "arch": {"backbone": "d2-r101c", "test_short_side": 512},
+        "size": 512, "embed_dim": 512, "train_classes": 171, "test_classes": 150,
     },
 }
 
@@ -139,7 +149,8 @@ def child(name: str, what: str, steps: int, threads: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", default=["tiny", "swin-b"], choices=list(CONFIGS))
+    p.add_argument("--what", nargs="+", default=["train", "infer"], choices=["train", "infer"])
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the 2 cores here are shared; more threads thrash under load)")
     p.add_argument("--train-steps", type=int, default=3, help="timed training steps (after one warm-up step)")
     p.add_argument("--infer-runs", type=int, default=3, help="timed propose() calls (after one warm-up call)")
@@ -151,7 +162,7 @@ def main() -> None:
         return
     rows = []
     for name in args.configs:
-        for what in ("train", "infer"):
+        for what in args.what:
             cmd = [sys.executable, __file__, "--child", name, what, "--threads", str(args.threads),
                    "--train-steps", str(args.train_steps), "--infer-runs", str(args.infer_runs)]
             done = subprocess.run(cmd, capture_output=True, text=True)
@@ -165,9 +176,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     by = {(r["config"], r["what"]): r for r in rows}
     for name in args.configs:
-        t, i = by[(name, "train")], by[(name, "infer")]
-        print(f"| {name} | {t['params_m']} | {t['iterations_per_s']} | {t['peak_rss_mb']} | {i['images_per_s']} | {i['peak_rss_mb']} | {t['rss_before_model_mb']} |")
-    if {"tiny", "swin-b"} <= set(args.configs):
+        t, i = by.get((name, "train"), {}), by.get((name, "infer"), {})
+        first = t or i
+        print(f"| {name} | {first['params_m']} | {t.get('iterations_per_s', '-')} | {t.get('peak_rss_mb', '-')} | "
+              f"{i.get('images_per_s', '-')} | {i.get('peak_rss_mb', '-')} | {first['rss_before_model_mb']} |")
+    if {"swin-b", "swin-b-timm"} <= set(args.configs) and "infer" in args.what:
+        print(f"\nd2-swin-b infers at {by[('swin-b', 'infer')]['images_per_s'] / by[('swin-b-timm', 'infer')]['images_per_s']:.2f}x the speed of timm's Swin-B")
+    if {"tiny", "swin-b"} <= set(args.configs) and set(args.what) == {"train", "infer"}:
         print(
             f"\nratios tiny / swin-b: training {by[('tiny', 'train')]['iterations_per_s'] / by[('swin-b', 'train')]['iterations_per_s']:.0f}x, "
             f"inference {by[('tiny', 'infer')]['images_per_s'] / by[('swin-b', 'infer')]['images_per_s']:.0f}x faster"

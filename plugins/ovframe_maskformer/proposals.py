@@ -27,7 +27,7 @@ from ovframe.records import TEST_RESIZED_FROM
 from ovframe.files import resolve_path
 from ovframe.loading import skip_init
 
-from .config import MaskFormerConfig
+from .config import D2_BACKBONES, MaskFormerConfig
 from .mapper import resized_shape
 from .model import MaskFormerModel
 from .weights import TEXT_MODEL_KEY, check_architecture, config_for_weights, load_state, read_metadata
@@ -39,6 +39,18 @@ HOW_TO_GET = (
     "section (the weights are written to <run dir>/maskformer.safetensors); for the released OVSeg Swin-B model, "
     "convert its checkpoint: `python -m ovframe_maskformer.convert ovseg_swinbase_vitL14_ft_mpt.pth OUT.safetensors`"
 )
+
+
+def pretrained_how_to(backbone: str) -> str:
+    """Where the ImageNet initialisation of a backbone comes from."""
+    family = D2_BACKBONES.get(backbone, ("timm", {}))[0]
+    if family == "swin":
+        return ("the official Swin release (github.com/microsoft/Swin-Transformer, e.g. swin_base_patch4_window12_384_22k.pth "
+                "for d2-swin-b), read with weights_only=True")
+    if family == "resnet":
+        return ("detectron2's ImageNet ResNet (R-103.pkl for d2-r101c, R-50.pkl for d2-r50) converted once to safetensors "
+                "where you trust it (pickle.load -> torch.from_numpy per array -> safetensors)")
+    return f"save timm's `{backbone}` pretrained state_dict (safetensors) on a machine with internet access"
 
 
 class MaskFormerProposals(ProposalGenerator):
@@ -71,8 +83,8 @@ class MaskFormerProposals(ProposalGenerator):
             out.append(
                 RequiredFile(
                     str(resolve_path(config.backbone_pretrained)),
-                    f"ImageNet weights of the timm backbone {config.backbone}",
-                    f"save timm's `{config.backbone}` pretrained state_dict (safetensors) on a machine with internet access, or set backbone_pretrained: false",
+                    f"ImageNet weights of the backbone {config.backbone}",
+                    pretrained_how_to(config.backbone) + ", or set backbone_pretrained: false",
                 )
             )
         return out

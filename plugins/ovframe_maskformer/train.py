@@ -110,7 +110,8 @@ class TrainProposals(Task):
             raise BadInput(f"the initial weights expect {model.embed_dim}-d text embeddings, the text encoder gives {embeddings.shape[1]}")
         model.train()
         gen_cfg = generator.config
-        if gen_cfg.backbone_norm == "frozen" and not gen_cfg.backbone_pretrained and gen_cfg.weights is None:
+        has_bn = any("BatchNorm" in type(m).__name__ for m in model.backbone.modules())
+        if has_bn and gen_cfg.backbone_norm == "frozen" and not gen_cfg.backbone_pretrained and gen_cfg.weights is None:
             ctx.log.warning(
                 "proposals.backbone_norm is frozen but the backbone starts from random weights: frozen BatchNorm "
                 "statistics of an untrained network are meaningless; use backbone_norm: train, or a backbone_pretrained file"
