@@ -58,7 +58,7 @@ def test_a_wheel_installed_elsewhere_runs_the_demo_predict_and_the_api(venv, tmp
     assert "demo " in out.stdout and "synth/tune" in out.stdout
     run(venv, "ovframe", "validate", "recipes", cwd=tmp_path)  # every shipped recipe, extends resolved in the package
     shown = run(venv, "ovframe", "show", "ade150_mpt", cwd=tmp_path).stdout
-    assert "swin_base_patch4_window12_384" in shown  # from _base/, through extends
+    assert "d2-swin-b" in shown  # from _base/, through extends
 
     out = run(venv, "ovframe", "run", "demo", "-o", "task.max_images=2", "-o", "task.visualize=1", cwd=tmp_path)
     metrics = json.loads(out.stdout)
