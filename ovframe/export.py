@@ -37,6 +37,7 @@ STAGES = {"classifier": "classifier", "proposals": "proposals", "text": "text_en
 """`--stage` names and the recipe sections they export."""
 
 DEFAULT_OPSET = 18
+MIN_OPSET = 17  # below it the exporter cannot convert and silently writes 18
 DEFAULT_TOLERANCE = 1e-4
 EXTERNAL_DATA_BYTES = 3 << 29  # 1.5 GiB: an ONNX protobuf cannot exceed 2 GiB
 INSTALL_HINT = "ovframe export needs onnx, onnxscript and onnxruntime: pip install 'ovframe[export]'"
@@ -65,12 +66,18 @@ class ExportGraph:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _require_onnx() -> None:
+def require_onnx(opset: int) -> None:
+    """BadInput unless the export extra is installed and can write `opset`."""
     import importlib.util
 
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         raise BadInput(f"{INSTALL_HINT} (missing: {', '.join(missing)})")
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise BadInput(f"--opset {opset}: the exporter writes opsets {MIN_OPSET} to {newest} (onnx {onnx.__version__}); default {DEFAULT_OPSET}")
 
 
 def _outputs(value: Any) -> list["torch.Tensor"]:
@@ -198,6 +205,10 @@ def export_stage(ctx: Any, stage: str, out_dir: Path, opset: int = DEFAULT_OPSET
         ) from None
     path = out_dir / f"{stage}.onnx"
     export_graph_to_onnx(graph, path, opset)
+    model = onnx.load(str(path), load_external_data=False)
+    written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise OvframeError(f"{path.name}: the exporter wrote opset {written}, not the {opset} asked for; try another --opset")
     checks = check_with_onnxruntime(path, graph, tolerance, threads=torch.get_num_threads())
     extras = {}
     for name, tensor in graph.extras.items():
@@ -213,7 +224,7 @@ def export_stage(ctx: Any, stage: str, out_dir: Path, opset: int = DEFAULT_OPSET
         "file": path.name,
         "sha256": sha256_file(path),
         "opset": opset,
-        **_shapes(onnx.load(str(path), load_external_data=False)),
+        **_shapes(model),
         "extras": extras,
         "notes": graph.notes,
         "check": {"tolerance": tolerance, "rule": "max|onnxruntime - torch| <= tolerance * max(1, max|torch|)", "results": checks},
@@ -228,3 +239,28 @@ def export_stage(ctx: Any, stage: str, out_dir: Path, opset: int = DEFAULT_OPSET
 
     write_text(out_dir / f"{stage}.json", json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest
+
+
+def export_recipe(recipe: Any, stages: list[str], out_dir: Path, opset: int, tolerance: float) -> list[dict[str, Any]]:
+    """Export `stages` of a validated recipe (its components built on the CPU); one manifest per stage."""
+    import sys
+
+    import torch
+
+    from .files import check_required_files
+    from .registry import get_registry
+    from .runner import RunContext, required_files, seed_everything
+
+    for stage in stages:
+        if recipe.section(STAGES[stage]) is None:
+            raise BadInput(f"{recipe.origin}: no `{STAGES[stage]}:` section to export")
+    require_onnx(opset)
+    kinds = [STAGES[s] for s in stages] + (["adapter"] if "classifier" in stages else [])
+    check_required_files(required_files(recipe, kinds))
+    seed_everything(recipe.seed)  # an adapter without weights starts from seeded prompts
+    ctx = RunContext(recipe, out_dir, get_registry(), torch.device("cpu"))
+    manifests = []
+    for stage in stages:
+        print(f"exporting {stage} ({recipe.sections[STAGES[stage]].spec.name}) ...", file=sys.stderr)
+        manifests.append(export_stage(ctx, stage, out_dir, opset, tolerance))
+    return manifests
