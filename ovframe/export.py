@@ -19,7 +19,6 @@ Nothing is unpickled on the way: the weights come from the components' own safe 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, OvframeError
+from .files import sha256_of
+from .io import atomic_path, write_text
 
 if TYPE_CHECKING:
     import torch
@@ -179,14 +180,6 @@ def export_graph_to_onnx(graph: ExportGraph, path: Path, opset: int) -> None:
         shutil.move(str(staged), str(path))
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def export_stage(ctx: Any, stage: str, out_dir: Path, opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
     """Export one stage of the recipe in `ctx` (a RunContext on the CPU); return its manifest."""
     import numpy as np
@@ -213,7 +206,8 @@ def export_stage(ctx: Any, stage: str, out_dir: Path, opset: int = DEFAULT_OPSET
     extras = {}
     for name, tensor in graph.extras.items():
         target = out_dir / f"{stage}.{name}.npy"
-        np.save(target, tensor.detach().float().cpu().numpy(), allow_pickle=False)
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.save(f, tensor.detach().float().cpu().numpy(), allow_pickle=False)
         extras[name] = {"file": target.name, "shape": list(tensor.shape)}
     section = ctx.recipe.sections[kind]
     manifest = {
@@ -222,7 +216,7 @@ def export_stage(ctx: Any, stage: str, out_dir: Path, opset: int = DEFAULT_OPSET
         "component": section.dump(),
         **({"adapter": ctx.recipe.sections["adapter"].dump()} if kind == "classifier" and ctx.has("adapter") else {}),
         "file": path.name,
-        "sha256": sha256_file(path),
+        "sha256": sha256_of(path),
         "opset": opset,
         **_shapes(model),
         "extras": extras,
@@ -235,8 +229,6 @@ def export_stage(ctx: Any, stage: str, out_dir: Path, opset: int = DEFAULT_OPSET
             "python": platform.python_version(),
         },
     }
-    from .io import write_text
-
     write_text(out_dir / f"{stage}.json", json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest
 
