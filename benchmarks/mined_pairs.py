@@ -7,7 +7,10 @@ aliases), judges the pairs of its first N images as the run did, and prints, for
 seen and unseen: pairs, right at IoU >= 0.5, mean IoU, and the mask's pixel precision (share of the
 mask on the named class) and recall (share of the class's pixels the mask covers); then, among pairs
 that overlap their class but miss IoU 0.5, how many masks are too large (precision < 0.5, recall >= 0.5),
-too small (recall < 0.5, precision >= 0.5) or both.
+too small (recall < 0.5, precision >= 0.5) or both. Last, what the contrastive loss of train-adapter
+sees in batches of 256 of all the run's pairs (10 random batches): distinct phrases per batch, distinct
+classes they name, and the share of pairs that another distinct phrase of the batch names the same class
+of (the loss pushes them apart: false negatives).
 """
 
 from __future__ import annotations
@@ -71,6 +74,25 @@ def main() -> None:
         })
     print(f"{args.run}: pairs of the first {len(index)} images naming a class")
     print(markdown_table(rows))
+    print(markdown_table([batch_stats(args.run, judge)]))
+
+
+def batch_stats(run: Path, judge: Judge, batch: int = 256, batches: int = 10) -> dict[str, float]:
+    phrases = [json.loads(line)["phrase"] for shard in sorted((run / "pairs").glob("shard-*.jsonl")) for line in shard.open()]
+    rng = np.random.default_rng(0)
+    distinct, classes, false_neg = [], [], []
+    for _ in range(batches):
+        chosen = [phrases[i] for i in rng.choice(len(phrases), batch, replace=False)]
+        named = {p: judge.class_of(p) for p in set(chosen)}
+        by_class: dict[int, set[str]] = {}
+        for p, k in named.items():
+            if k is not None:
+                by_class.setdefault(k, set()).add(p)
+        distinct.append(len(named))
+        classes.append(len(by_class))
+        false_neg.append(np.mean([named[p] is not None and len(by_class[named[p]]) > 1 for p in chosen]))
+    return {"batch": batch, "distinct phrases": float(np.mean(distinct)), "classes they name": float(np.mean(classes)),
+            "pairs with a same-class pair under another phrase %": round(100 * float(np.mean(false_neg)), 1)}
 
 
 if __name__ == "__main__":

@@ -51,6 +51,11 @@ def test_train_with_all_labels_is_refused(registry, tmp_path):
     path.write_text("name: bad\ndataset: {plugin: synth, split: train, labels: all}\ntask: evaluate\n")
     with pytest.raises(RecipeError, match="labels: all is refused for split: train"):
         load_recipe(path, registry=registry)
+    # an analysis that never trains (mined-pair precision) may read them, and sees the same images
+    full = build(registry, split="train", labels="all", analysis=True, num_images=2)
+    seen = build(registry, split="train", labels="seen", num_images=2)
+    assert full.vocabulary.names == world.CLASS_NAMES and full[1].id == seen[1].id
+    assert (full[1].image == seen[1].image).all() and (full[1].label >= 0).all()
 
 
 def test_caption_view_has_no_labels(registry):
