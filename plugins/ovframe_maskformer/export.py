@@ -3,7 +3,7 @@
     images            float [B, 3, H, W]   normalised ((x - pixel_mean) / pixel_std), zero-padded to multiples
                                            of size_divisibility (H and W stay free in the graph)
     -> class_embeddings float [B, Q, C]    L2-normalised query embeddings (vocabulary-free)
-       mask_logits      float [B, Q, H/4, W/4]
+       mask_logits      float [B, Q, H/s, W/s]  s: the stride of the first backbone level fed to the FPN (4 usually)
 Class logits against any vocabulary: temperature * class_embeddings @ [text_embeddings; no_object].T, [B, Q, K+1]
 with the no-object column last (no_object is saved beside the graph, normalised). Masks: upsample bilinear to
 the padded size, crop the padding, resize bilinear to the image (proposals.py).
@@ -71,8 +71,8 @@ def proposals_graph(generator: Any) -> ExportGraph:
             "temperature": model.temperature,
             "class_logits": "temperature * class_embeddings @ [normalised text embeddings; no_object].T -> "
             "[B, Q, K+1], no-object last",
-            "mask_logits": "at 1/4 of the padded input: upsample bilinear to the padded size, crop the padding, "
-            "resize bilinear to the image",
+            "mask_logits": f"at 1/{model.backbone.strides[0]} of the padded input: upsample bilinear to the padded "
+            "size, crop the padding, resize bilinear to the image",
             "text_model": generator.text_model,
         },
     )
