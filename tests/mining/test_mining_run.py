@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import plugin_env, recipe_text
+from mining_support import plugin_env, recipe_text
 from ovframe.recipes import load_recipe
 from ovframe.runner import run_recipe
 from ovframe_mining import rle
