@@ -1,16 +1,15 @@
 """scripts/reproduce_ovseg.py: the one command a GPU owner runs to compare with the published table.
-Checked here on fabricated files (--dry-run plans), and end to end on the synthetic pipeline."""
+Checked here on fabricated files (--dry-run plans), and end to end on the synthetic pipeline; on a
+release-shaped checkpoint in tests/maskformer/test_reproduce_release.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import load_script
 
 
 @pytest.fixture(autouse=True)
@@ -20,12 +19,7 @@ def datasets_env(monkeypatch):
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("reproduce_ovseg", ROOT / "scripts" / "reproduce_ovseg.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    return load_script("scripts/reproduce_ovseg.py")
 
 
 def ade_layout(root: Path) -> Path:
