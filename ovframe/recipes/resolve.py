@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import re
@@ -11,33 +10,35 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 from pydantic import BaseModel
 
 from ..errors import BadInput, Location, RecipeError
 from ..registry import KINDS, Registry
 from .locate import locate_beside, locate_recipe
 from .schema import Recipe, RecipeModel, validate
-from .source import KeyPath, Tree, dotted, load_yaml_file, merge
+from .source import KeyPath, Loc, Tree, dotted, load_yaml_file, merge, parse_yaml
 
 
-def load_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> Tree:
-    """Read a recipe file and everything it extends, deep-merged (the file itself wins)."""
+def load_tree(path: str | Path, _chain: tuple[Path, ...] = (), loaded: Tree | None = None) -> Tree:
+    """Read a recipe file and everything it extends, deep-merged (the file itself wins). `loaded`: the
+    file's own tree when the caller has already read it."""
     path = Path(path)
     resolved = path.resolve()
-    tree = load_yaml_file(path)
+    tree = loaded if loaded is not None else load_yaml_file(path)
     if not isinstance(tree.data, dict):
         raise RecipeError([(tree.where(()), "", "a recipe must be a mapping of keys to values")])
     expand_shorthands(tree)
-    extends = tree.data.pop("extends", None)
+    extends_loc = tree.loc.children.get("extends")
+    where_extends = tree.where(("extends",))
+    extends = tree.pop("extends")
     if extends is None:
         return tree
     bases = [extends] if isinstance(extends, str) else extends
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise RecipeError([(tree.where(("extends",)), "extends", "expected a path or a list of paths")])
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b for b in bases):
+        raise RecipeError([(where_extends, "extends", "expected a path or a list of paths")])
     merged: Tree | None = None
     for i, base in enumerate(bases):
-        where = tree.where(("extends", i) if isinstance(extends, list) else ("extends",))
+        where = extends_loc.children[i].location() if isinstance(extends, list) else where_extends
         base_path = locate_beside(base, path)
         if base_path is None:
             looked = f"looked for {path.parent / base} and for a shipped recipe of that name"
@@ -45,62 +46,143 @@ def load_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> Tree:
         if base_path.resolve() in (*_chain, resolved):
             cycle = " -> ".join(str(p) for p in (*_chain, resolved, base_path.resolve()))
             raise RecipeError([(where, "extends", f"cyclic extends: {cycle}")])
+        if len(_chain) >= MAX_EXTENDS:
+            raise RecipeError([(where, "extends", f"extends goes more than {MAX_EXTENDS} files deep")])
         base_tree = load_tree(base_path, (*_chain, resolved))
-        base_tree.data.pop("abstract", None)  # being a fragment is not inherited
+        base_tree.pop("abstract")  # being a fragment is not inherited
         merged = base_tree if merged is None else merge(merged, base_tree)
     assert merged is not None
     return merge(merged, tree)
 
 
+MAX_EXTENDS = 32
+"""How many files deep `extends:` may chain."""
+
+
 def expand_shorthands(tree: Tree) -> None:
     """`fuser: clip-only` means `fuser: {plugin: clip-only}`; expand it so that merges see a section."""
     for kind in KINDS:
-        if isinstance(tree.data.get(kind), str):
-            tree.data[kind] = {"plugin": tree.data[kind]}
-            if (kind,) in tree.locations:
-                tree.locations[(kind, "plugin")] = tree.locations[(kind,)]
+        value = tree.data.get(kind)
+        if isinstance(value, str):
+            loc = tree.loc.children[kind]
+            tree.set_top(kind, {"plugin": value}, loc.with_children({"plugin": loc}))
 
 
 def parse_override(text: str, origin: str = "") -> tuple[KeyPath, str]:
     key, sep, value = text.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        where = f"{origin}: " if origin else ""
+    where = f"{origin}: " if origin else ""
+    if not sep or not key or any(not part.strip() for part in key.split(".")):
         raise BadInput(f"{where}bad override -o {text!r}: expected KEY.PATH=VALUE, for example -o fuser.lam=0.6")
     path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    if isinstance(path[0], int):
+        raise BadInput(f"{where}bad override -o {text!r}: a recipe's keys are names ({path[0]} is a list index)")
     return path, value
 
 
-def apply_override(tree: Tree, path: KeyPath, value: Any, where: Location) -> Tree:
-    """Set `path` to `value` with the merge semantics of `extends` (a changed plugin replaces its section)."""
+def apply_override(tree: Tree, path: KeyPath, value: Any, where: Location, locate: Any = None) -> Tree:
+    """Set `path` to `value` with the merge semantics of `extends` (a changed plugin replaces its section).
+
+    Every key inside `value` is placed at `where`, or at `locate(subpath)` when given (a recipe set
+    places a variant's mapping at its own lines)."""
     if not all(isinstance(p, str) for p in path):
-        return _set_list_item(tree, path, value, where)
+        return _set_list_item(tree, path, value, where, locate)
     if len(path) == 1 and path[0] in KINDS and isinstance(value, str):
         value = {"plugin": value}
+    if is_plain_setting(path, value):
+        return set_scalars(tree, [(path, value, Loc.at(where))])
     data: Any = value
+    loc = _value_loc(value, where, locate, ())
     for p in reversed(path):
         data = {p: data}
-    merged = merge(tree, Tree(data, {}))
-    for i in range(1, len(path) + 1):
-        if i == len(path) or path[:i] not in merged.locations:
-            merged.locations[path[:i]] = where
-    return merged
+        loc = Loc.at(where, {p: loc}, weak=True)
+    return merge(tree, Tree(data, loc))
 
 
-def _set_list_item(tree: Tree, path: KeyPath, value: Any, where: Location) -> Tree:
-    tree = Tree(copy.deepcopy(tree.data), dict(tree.locations), set(tree.soft))  # variants share their base
-    node = tree.data
-    for p in path[:-1]:
-        try:
-            node = node[p]
-        except (KeyError, IndexError, TypeError):
-            raise RecipeError([(where, dotted(path), f"{dotted(path[:-1])} does not exist")]) from None
-    try:
+def is_plain_setting(path: KeyPath, value: Any) -> bool:
+    """Whether setting `path` to `value` is a plain assignment (no merge of mappings, no plugin change)."""
+    return (
+        not isinstance(value, (dict, list)) and value is not None and path[-1] != "plugin"
+        and all(isinstance(p, str) for p in path) and not (len(path) == 1 and path[0] in KINDS)
+    )
+
+
+def set_scalars(tree: Tree, items: Sequence[tuple[KeyPath, Any, Loc]]) -> Tree:
+    """Several plain settings (is_plain_setting) in one pass: each mapping on the way is copied once,
+    everything else is shared with `tree`. The same result as apply_override one at a time."""
+    if not isinstance(tree.data, dict):
+        for path, value, loc in items:
+            tree = merge(tree, Tree(_nest(path, value), _nest_loc(path, loc)))
+        return tree
+    top = dict(tree.data)
+    top_loc = tree.loc.with_children(dict(tree.loc.children))
+    copied: dict[KeyPath, tuple[dict, Loc]] = {(): (top, top_loc)}
+    for path, value, loc in items:
+        node, node_loc = top, top_loc
+        for i in range(len(path) - 1):
+            here = path[: i + 1]
+            if here in copied:
+                node, node_loc = copied[here]
+                continue
+            p = path[i]
+            child = node.get(p)
+            if isinstance(child, dict):
+                child = dict(child)
+                child_loc = node_loc.children[p]
+                child_loc = child_loc.with_children(dict(child_loc.children))
+            else:  # replaced by a new mapping, as a merge would
+                child, child_loc = {}, Loc(loc.file, loc.line, loc.column, loc.note, {}, True)
+            node[p], node_loc.children[p] = child, child_loc
+            copied[here] = (child, child_loc)
+            node, node_loc = child, child_loc
         node[path[-1]] = value
-    except (IndexError, TypeError):
-        raise RecipeError([(where, dotted(path), "no such list item")]) from None
-    tree.locations[path] = where
-    return tree
+        node_loc.children[path[-1]] = loc
+    return Tree(top, top_loc, set(tree.soft))
+
+
+def _nest(path: KeyPath, value: Any) -> Any:
+    for p in reversed(path):
+        value = {p: value}
+    return value
+
+
+def _nest_loc(path: KeyPath, loc: Loc) -> Loc:
+    for p in reversed(path):
+        loc = Loc(loc.file, loc.line, loc.column, loc.note, {p: loc}, True)
+    return loc
+
+
+def _value_loc(value: Any, where: Location, locate: Any, sub: KeyPath) -> Loc:
+    at = (locate(sub) if locate is not None else None) or where
+    if isinstance(value, dict):
+        return Loc.at(at, {k: _value_loc(v, where, locate, sub + (k,)) for k, v in value.items()})
+    if isinstance(value, list):
+        return Loc.at(at, [_value_loc(v, where, locate, sub + (i,)) for i, v in enumerate(value)])
+    return Loc.at(at)
+
+
+def _set_list_item(tree: Tree, path: KeyPath, value: Any, where: Location, locate: Any = None) -> Tree:
+    """Set one item of a list (`-o task.inputs.0=x.png`): copies only the containers on the way."""
+
+    def setter(node: Any, loc: Loc, i: int) -> tuple[Any, Loc]:
+        p = path[i]
+        ok = (isinstance(node, dict) and isinstance(p, str) and p in node) or (
+            isinstance(node, list) and isinstance(p, int) and p < len(node)
+        )
+        if i == len(path) - 1:
+            if not (isinstance(node, list) and isinstance(p, int) and p < len(node)) and not (isinstance(node, dict) and isinstance(p, str)):
+                raise RecipeError([(where, dotted(path), f"{dotted(path[:-1]) or 'the recipe'} has no item {p}")])
+            new_value, new_loc = value, _value_loc(value, where, locate, ())
+        else:
+            if not ok:
+                raise RecipeError([(where, dotted(path), f"{dotted(path[: i + 1])} does not exist")])
+            new_value, new_loc = setter(node[p], loc.children[p], i + 1)
+        copy_node, copy_children = (dict(node), dict(loc.children)) if isinstance(node, dict) else (list(node), list(loc.children))
+        copy_node[p], copy_children[p] = new_value, new_loc
+        return copy_node, loc.with_children(copy_children)
+
+    data, loc = setter(tree.data, tree.loc, 0)
+    return Tree(data, loc, set(tree.soft))
 
 
 def _is_text(annotation: Any) -> bool:
@@ -125,8 +207,9 @@ def _annotation_at(path: KeyPath, tree: Tree, registry: Registry) -> Any:
         if rest == ("plugin",):
             return str
         section = tree.data.get(head) if isinstance(tree.data, dict) else None
-        plugin = section if isinstance(section, str) else (section or {}).get("plugin")
-        model: Any = registry.components[head].get(plugin).config if plugin in registry.components[head] else None
+        plugin = section.get("plugin") if isinstance(section, dict) else section
+        known = isinstance(plugin, str) and plugin in registry.components[head]
+        model: Any = registry.components[head][plugin].config if known else None
     else:
         model, rest = RecipeModel, path
     for p in rest:
@@ -149,9 +232,10 @@ def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, or
             value: Any = None if raw.strip() in ("null", "~") and _is_optional(annotation) else raw
         else:
             try:
-                value = yaml.safe_load(raw) if raw.strip() else ""
-            except yaml.YAMLError as e:
-                raise RecipeError([(where, dotted(path), f"cannot parse value {raw!r}: {e}")]) from None
+                value = parse_yaml(raw, "-o", interpolate=False).data if raw.strip() else ""
+            except RecipeError as e:
+                reason = "; ".join(message for _, _, message in e.problems)
+                raise RecipeError([(where, dotted(path), f"cannot parse the value {raw!r}: {reason}")]) from None
         tree = apply_override(tree, path, value, where)
     return tree
 
@@ -189,7 +273,7 @@ def place_by_overrides(tree: Tree, overrides: Sequence[str], key: str = "name") 
     value = tree.data.get(key) if isinstance(tree.data, dict) else None
     if not suffix or not isinstance(value, str):
         return tree  # nothing to add, or a missing/bad key that validation reports
-    return Tree({**tree.data, key: f"{value}+{suffix}"}, tree.locations, tree.soft)
+    return set_scalars(tree, [((key,), f"{value}+{suffix}", tree.loc.children[key])])
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:

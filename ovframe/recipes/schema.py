@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
-from ..config import ComponentConfig
+from ..config import ComponentConfig, StrictModel
 from ..errors import Location, RecipeError
 from ..registry import KINDS, ComponentSpec, Registry
 from .source import KeyPath, Tree, dotted
@@ -18,25 +21,54 @@ SCRATCH_PREFIX = "x-"
 SECTION_ORDER = ("dataset", "vocabulary", "text_encoder", "proposals", "classifier", "adapter", "fuser", "task")
 
 
-class VocabularySpec(BaseModel):
+class VocabularySpec(StrictModel):
     """Replaces the dataset's class names (same count and order when labels are evaluated)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     names: list[str] | None = Field(None, description="class names, in label order")
     file: str | None = Field(None, description="a text file with one class name per line")
     seen: list[str] | None = Field(None, description="names of the classes seen in proposal training")
 
+    @field_validator("names")
+    @classmethod
+    def _distinct(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            check_class_names(names)
+        return names
 
-class RecipeModel(BaseModel):
+
+def check_class_names(names: list[str] | tuple[str, ...]) -> None:
+    """ValueError unless the names are non-empty, distinct and one line each."""
+    if not names:
+        raise ValueError("needs at least one class name")
+    blank = [i for i, n in enumerate(names) if not n.strip()]
+    if blank:
+        raise ValueError(f"class names may not be empty (item {blank[0]})")
+    multiline = [n for n in names if "\n" in n or "\r" in n]
+    if multiline:
+        raise ValueError(f"a class name is one line: {multiline[0][:40]!r}")
+    seen: set[str] = set()
+    duplicates = []
+    for n in names:
+        if n.strip() in seen and n.strip() not in duplicates:
+            duplicates.append(n.strip())
+        seen.add(n.strip())
+    if duplicates:
+        raise ValueError(f"class names must be distinct; repeated: {', '.join(repr(d) for d in duplicates[:10])}")
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?")
+
+
+class RecipeModel(StrictModel):
     """Top-level keys of a recipe. Component sections are `{plugin: NAME, ...options}` or just `NAME`."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", description="names runs/<name>/")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", max_length=200, description="names runs/<name>/")
     description: str = ""
     abstract: bool = Field(False, description="a fragment to extend, not a complete recipe")
-    seed: int = 0
-    device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
-    output_dir: str = Field("runs", description="runs are written to <output_dir>/<name>/")
+    seed: int = Field(0, ge=0, le=2**64 - 1, description="seeds python, numpy and torch (0 .. 2**64-1)")
+    device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ..., mps")
+    output_dir: str = Field("runs", min_length=1, description="runs are written to <output_dir>/<name>/")
     resolution: Literal["reference", "original"] = Field(
         "reference",
         description="reference: resize each image to the proposal generator's test size (uint8, bilinear as the "
@@ -51,6 +83,38 @@ class RecipeModel(BaseModel):
     classifier: dict[str, Any] | str | None = None
     adapter: dict[str, Any] | str | None = None
     fuser: dict[str, Any] | str | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if DEVICE.fullmatch(device):
+            return device
+        hint = ""
+        if device.lower().startswith("gpu"):
+            hint = f"; did you mean {'cuda' + device[3:]!r}?"
+        elif device.lower() in ("cuda", "cpu", "mps", "auto") or device.lower().startswith("cuda"):
+            hint = "; write it in lower case, with a number after cuda: (cuda:0)"
+        raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps{hint}")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _folder(cls, output_dir: str) -> str:
+        problem = _folder_problem(output_dir)
+        if problem:
+            raise ValueError(problem)
+        return output_dir
+
+
+@functools.lru_cache(maxsize=64)
+def _folder_problem(output_dir: str) -> str | None:
+    """A file where the run folder or one of its parents should be (remembered: sets repeat one folder)."""
+    path = Path(output_dir)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file; output_dir must be a folder (runs go to <output_dir>/<name>/)"
+            break
+    return None
 
 
 @dataclass
@@ -96,6 +160,8 @@ class Recipe:
 
 def _message(err: dict[str, Any]) -> str:
     kind, msg = err["type"], err["msg"]
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
@@ -136,22 +202,25 @@ def _strip_union_tags(path: KeyPath, tree: Tree) -> KeyPath:
     return tuple(out)
 
 
-def validate(tree: Tree, registry: Registry, origin: str) -> Recipe:
-    """Validate a resolved recipe tree (extends merged, overrides applied)."""
+def validate(tree: Tree, registry: Registry, origin: str, memo: dict | None = None) -> Recipe:
+    """Validate a resolved recipe tree (extends merged, overrides applied); every problem is reported.
+
+    `memo` (a dict kept across calls) remembers each distinct section's validation: the variants of a
+    recipe set share most of their sections."""
     if not isinstance(tree.data, dict):
         raise RecipeError([(tree.where(()), "", "a recipe must be a mapping of keys to values")])
     data = {k: v for k, v in tree.data.items() if k != "extends" and not k.startswith(SCRATCH_PREFIX)}
+    problems: list[tuple[Location | None, str, str]] = []
+    top: RecipeModel | None = None
     try:
         top = RecipeModel.model_validate(data)
     except ValidationError as e:
-        raise RecipeError(_problems(e, tree, (), list(RecipeModel.model_fields))) from None
-
-    problems: list[tuple[Location | None, str, str]] = []
+        problems += _problems(e, tree, (), list(RecipeModel.model_fields))
     sections: dict[str, Section] = {}
     for kind in KINDS:
-        raw = getattr(top, kind)
-        if raw is None:
-            continue
+        raw = data.get(kind, RecipeModel.model_fields[kind].default)
+        if raw is None or not isinstance(raw, (dict, str)):
+            continue  # absent, or a wrong type that the top-level check reported
         options = {"plugin": raw} if isinstance(raw, str) else dict(raw)
         plugin = options.pop("plugin", None)
         if not isinstance(plugin, str):
@@ -164,11 +233,35 @@ def validate(tree: Tree, registry: Registry, origin: str) -> Recipe:
         spec = registry.get(kind, plugin)
         for key in [k for k in options if (kind, k) in tree.soft and k not in spec.config.model_fields]:
             del options[key]  # inherited from a section of another plugin, which this one does not take
-        try:
-            sections[kind] = Section(spec, spec.config.model_validate(options))
-        except ValidationError as e:
-            allowed = ["plugin", *spec.config.model_fields]
-            problems.extend(_problems(e, tree, (kind,) if isinstance(raw, dict) else (kind,), allowed))
-    if problems:
+        result = _validate_section(spec, options, memo)
+        if isinstance(result, ValidationError):
+            problems.extend(_problems(result, tree, (kind,), ["plugin", *spec.config.model_fields]))
+        else:
+            sections[kind] = Section(spec, result)
+    if problems or top is None:
         raise RecipeError(problems)
     return Recipe(top.name, top, sections, origin, tree)
+
+
+def _validate_section(spec: ComponentSpec, options: dict[str, Any], memo: dict | None) -> ComponentConfig | ValidationError:
+    key = None
+    if memo is not None:
+        key = (spec.kind, spec.name, _frozen(options))
+        if key in memo:
+            return memo[key]
+    try:
+        result: ComponentConfig | ValidationError = spec.config.model_validate(options)
+    except ValidationError as e:
+        result = e
+    if key is not None:
+        memo[key] = result
+    return result
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for recipe data (types kept apart: 1, 1.0 and true are different keys)."""
+    if isinstance(value, dict):
+        return ("{",) + tuple((k, _frozen(v)) if isinstance(v, (dict, list)) else (k, v.__class__, v) for k, v in value.items())
+    if isinstance(value, list):
+        return ("[",) + tuple(_frozen(v) if isinstance(v, (dict, list)) else (v.__class__, v) for v in value)
+    return (value.__class__, value)

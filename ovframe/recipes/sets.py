@@ -16,20 +16,20 @@ after its variant and its matrix values, written under runs/<set name>/.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import RecipeError
+from ..errors import BadInput, Location, RecipeError
 from ..registry import Registry
 from .locate import locate_beside
-from .resolve import apply_override, apply_overrides, load_tree, parse_override, place_by_overrides
+from .resolve import apply_override, apply_overrides, is_plain_setting, load_tree, parse_override, place_by_overrides, set_scalars
 from .schema import Recipe, _problems, validate
-from .source import Tree, load_yaml_file
+from .source import Loc, Tree, dotted, load_yaml_file
 
 
 class RecipeSetModel(BaseModel):
@@ -51,11 +51,114 @@ class Variant:
     tree: Tree
 
 
+class Variants(Sequence[Variant]):
+    """The variants of a set, each built when asked for: a matrix of 2**15 points costs no memory."""
+
+    def __init__(self, rset_tree: Tree, model: "RecipeSetModel", base: Tree):
+        self.tree, self.model, self.base = rset_tree, model, base
+        self.named = list(model.variants.items()) or [("", {})]
+        self.axes = list(model.matrix.items())
+        self._size = len(self.named)
+        for _, values in self.axes:
+            self._size *= len(values)
+        # name parts, computed once: a variant's name is its named part and one part per axis
+        self._named_parts = [[_slug(n)] if n else [] for n, _ in self.named]
+        self._axis_parts = [[_slug(f"{_axis_label(k)}={_slug(v)}") for v in values] for k, values in self.axes]
+        self._places: dict[tuple, Location] = {}
+        self._keypaths: dict[str, tuple] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _point(self, i: int) -> tuple[int, list[int]]:
+        """(index of the named variant, index of the value on each axis) of variant `i`."""
+        picks = []
+        for _, values in reversed(self.axes):
+            i, r = divmod(i, len(values))
+            picks.append(r)
+        return i, picks[::-1]
+
+    def name(self, i: int) -> str:
+        return self._name(*self._point(i))
+
+    def _name(self, named: int, picks: list[int]) -> str:
+        parts = self._named_parts[named] + [axis[j] for axis, j in zip(self._axis_parts, picks)]
+        return _shorten("__".join(parts) or "base")
+
+    def __getitem__(self, i: int) -> Variant:  # type: ignore[override]
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        named, picks = self._point(i)
+        vname, vsettings = self.named[named]
+        settings: list[tuple[str, Any, tuple]] = [(k, v, ("overrides", k)) for k, v in self.model.overrides.items()]
+        settings += [(k, v, ("variants", vname, k)) for k, v in vsettings.items()]
+        settings += [(k, values[j], ("matrix", k, j)) for (k, values), j in zip(self.axes, picks)]
+        name = self._name(named, picks)
+        note = f"variant {name}"
+        output_dir = self.base.data.get("output_dir", "runs") if isinstance(self.base.data, dict) else "runs"
+        for key, value, _ in settings:
+            if key == "output_dir":
+                output_dir = value
+        here = self._where(("name",), note)
+        settings += [("name", name, ("name",)), ("output_dir", f"{output_dir}/{self.model.name}", ("name",))]
+        vtree = self.base
+        plain: list = []  # consecutive plain settings, applied in one pass
+        for key, value, where_path in settings:
+            keypath = self._keypath(key, where_path)
+            where = here if where_path == ("name",) else self._where(where_path, note)
+            if is_plain_setting(keypath, value):
+                plain.append((keypath, value, Loc.at(where)))
+                continue
+            if plain:
+                vtree, plain = set_scalars(vtree, plain), []
+
+            def locate(sub: tuple, where_path: tuple = where_path) -> Location | None:
+                return self._where(where_path + sub, note) if sub else None
+
+            vtree = apply_override(vtree, keypath, value, where, locate)
+        if plain:
+            vtree = set_scalars(vtree, plain)
+        own = {k: v for k, v, where_path in settings if where_path[0] in ("variants", "matrix")}
+        return Variant(name, own, vtree)
+
+    def _where(self, path: tuple, note: str) -> Location:
+        found = self._places.get(path)
+        if found is None:
+            found = self._places[path] = self.tree.where(path) or Location(str(self.tree.loc.file))
+        return Location(found.file, found.line, found.column, note)
+
+    def _keypath(self, key: str, where_path: tuple) -> tuple:
+        found = self._keypaths.get(key)
+        if found is None:
+            found = self._keypaths[key] = _keypath(key, self.tree, where_path)
+        return found
+
+
+MAX_NAME = 120
+"""Variant names longer than this are cut and given a hash (they name folders)."""
+
+
+def _shorten(name: str) -> str:
+    if len(name) <= MAX_NAME:
+        return name
+    import hashlib
+
+    return f"{name[: MAX_NAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def _keypath(key: str, tree: Tree, where_path: tuple) -> tuple:
+    try:
+        keypath, _ = parse_override(f"{key}=")
+    except BadInput:
+        raise RecipeError([(tree.where(where_path), dotted(where_path), f"{key!r} is not a dotted key such as fuser.lam")]) from None
+    return keypath
+
+
 @dataclass
 class RecipeSet:
     model: RecipeSetModel
     path: Path
-    variants: list[Variant]
+    variants: Variants
 
     @property
     def name(self) -> str:
@@ -78,56 +181,69 @@ def _axis_label(key: str) -> str:
 
 
 def expand(path: str | Path, tree: Tree | None = None) -> RecipeSet:
-    """Read a recipe set and expand it into named variant trees (not yet validated)."""
+    """Read a recipe set; its variants are built (not yet validated) when asked for."""
     path = Path(path)
     tree = tree or load_yaml_file(path)
     try:
         model = RecipeSetModel.model_validate(tree.data)
     except ValidationError as e:
         raise RecipeError(_problems(e, tree, (), list(RecipeSetModel.model_fields))) from None
+    problems = []
+    for key, values in model.matrix.items():
+        if not values:
+            problems.append((tree.where(("matrix", key)), f"matrix.{key}", "needs at least one value"))
+    for section, keys in [("overrides", model.overrides), ("matrix", model.matrix)] + [
+        (("variants", n), v) for n, v in model.variants.items()
+    ]:
+        for key in keys:
+            where_path = (*section, key) if isinstance(section, tuple) else (section, key)
+            try:
+                _keypath(key, tree, where_path)
+            except RecipeError as e:
+                problems += e.problems
     base_path = locate_beside(model.base, path)
     if base_path is None:
         looked = f"looked for {path.parent / model.base} and for a shipped recipe of that name"
-        raise RecipeError([(tree.where(("base",)), "base", f"cannot find {model.base!r} ({looked})")])
+        problems.append((tree.where(("base",)), "base", f"cannot find {model.base!r} ({looked})"))
+    if problems:
+        raise RecipeError(problems)
     base = load_tree(base_path)
-    base.data.pop("abstract", None)
-
-    named = list(model.variants.items()) or [("", {})]
-    axes = list(model.matrix.items())
-    for key, values in axes:
-        if not values:
-            raise RecipeError([(tree.where(("matrix", key)), f"matrix.{key}", "needs at least one value")])
-    variants = []
-    for (vname, vsettings), point in itertools.product(named, itertools.product(*(v for _, v in axes))):
-        settings: list[tuple[str, Any, tuple]] = [(k, v, ("overrides", k)) for k, v in model.overrides.items()]
-        settings += [(k, v, ("variants", vname, k)) for k, v in vsettings.items()]
-        settings += [(k, v, ("matrix", k, model.matrix[k].index(v))) for (k, _), v in zip(axes, point)]
-        parts = [vname] if vname else []
-        parts += [f"{_axis_label(k)}={_slug(v)}" for (k, _), v in zip(axes, point)]
-        name = "__".join(_slug(p) for p in parts) or "base"
-        vtree = Tree(base.data, dict(base.locations), set(base.soft))
-        for key, value, where_path in settings:
-            keypath, _ = parse_override(f"{key}=")
-            where = tree.where(where_path)
-            vtree = apply_override(vtree, keypath, value, dataclasses.replace(where, note=f"variant {name}"))
-        vtree.data = {**vtree.data, "name": name, "output_dir": f"{vtree.data.get('output_dir', 'runs')}/{model.name}"}
-        own = {k: v for k, v, where_path in settings if where_path[0] != "overrides"}
-        variants.append(Variant(name, own, vtree))
-    names = [v.name for v in variants]
-    if len(set(names)) != len(names):
-        raise RecipeError([(tree.where(()), "", f"variants do not have distinct names: {names}")])
+    base.pop("abstract")
+    variants = Variants(tree, model, base)
+    seen: dict[str, int] = {}
+    for i in range(len(variants)):
+        name = variants.name(i)
+        if name in seen:
+            raise RecipeError(
+                [(tree.where(()), "", f"two variants are both named {name!r} (variants {seen[name] + 1} and {i + 1}): "
+                  "give the variants distinct names or the matrix distinct values")]
+            )
+        seen[name] = i
     return RecipeSet(model, path, variants)
 
 
-def validate_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] = ()) -> list[Recipe]:
-    """Validate every variant; all problems of all variants are reported together."""
-    recipes, problems = [], []
+def validate_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] = (), keep: bool = True) -> list[Recipe]:
+    """Validate every variant; all problems of all variants are reported together (the first
+    MAX_PROBLEMS of them). With keep=False nothing is kept (a matrix of any size in bounded memory)
+    and the list is empty."""
+    recipes: list[Recipe] = []
+    problems: list = []
+    memo: dict = {}
     for v in rset.variants:
         try:
             tree = place_by_overrides(apply_overrides(v.tree, overrides, registry, str(rset.path)), overrides, "output_dir")
-            recipes.append(validate(tree, registry, f"{rset.path} [{v.name}]"))
+            recipe = validate(tree, registry, f"{rset.path} [{v.name}]", memo)
+            if keep:
+                recipes.append(recipe)
         except RecipeError as e:
             problems += [(where, f"[{v.name}] {key}" if key else f"[{v.name}]", msg) for where, key, msg in e.problems]
     if problems:
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = problems[:MAX_PROBLEMS] + [(None, "", f"... and {more:,} more problems")]
         raise RecipeError(problems)
     return recipes
+
+
+MAX_PROBLEMS = 200
+"""The problems of a recipe set reported at most (a matrix can repeat one mistake thousands of times)."""

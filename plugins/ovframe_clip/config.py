@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ovframe import ComponentConfig
-from ovframe.config import TrainingConfig
+from ovframe.config import TrainingConfig, strict_input
 
 MODEL_HELP = (
     "an open_clip model name (ViT-B-16, ViT-L-14 ...) or a path to an open_clip model-config JSON "
@@ -36,6 +36,11 @@ class ClipModelConfig(ComponentConfig):
     pretrained: str = Field(description=PRETRAINED_HELP)
     sha256: str | None = Field(None, description="sha256 of the weights file (checked before the run starts)")
     quick_gelu: Literal["auto"] | bool = Field("auto", description=QUICK_GELU_HELP)
+    allow_torchscript: bool = Field(
+        False,
+        description="read `pretrained` when it is a TorchScript archive (OpenAI's original .pt files); loading "
+        "TorchScript runs code stored in the file, so only for files you trust (or convert them to safetensors)",
+    )
 
 
 class ClipTextConfig(ClipModelConfig):
@@ -119,19 +124,21 @@ class MaskPromptFinetuneConfig(ComponentConfig):
 class SegmentPairs(BaseModel):
     """One pair per ground-truth segment of the recipe's dataset (the paper's manual-label baseline)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     source: Literal["segments"] = "segments"
     min_pixels: int = Field(1, ge=1, description="skip segments smaller than this")
     seen_only: bool = Field(True, description="when the vocabulary marks seen classes, never train on an unseen one")
+    _strict = field_validator("min_pixels", "seen_only", mode="before")(strict_input)  # (not on `source`: the tag)
 
 
 class JsonlPairs(BaseModel):
     """Pairs listed in a JSONL file, one {"image" | "sample_index", "mask", "noun"} object a line."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     source: Literal["jsonl"]
     path: str = Field(description="the JSONL file; relative paths inside it are relative to its folder")
     sha256: str | None = None
+    _strict = field_validator("path", "sha256", mode="before")(strict_input)
 
 
 class MinedPairs(BaseModel):
