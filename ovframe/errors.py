@@ -83,3 +83,12 @@ class SampleError(OvframeError):
         self.sample_id = sample_id
         self.reason = reason
         super().__init__(f"{sample_id}: {reason}")
+
+
+def damaged_state(path: object, error: BaseException, what: str, undo: str = "") -> BadInput:
+    """The error for resume state that cannot be read: what to do, never a traceback."""
+    undo = undo or f"delete {path} to redo what it held"
+    return BadInput(
+        f"{path}: the saved {what} is damaged ({type(error).__name__}: {str(error)[:160]}). Start over with "
+        f"`ovframe run RECIPE --fresh` (the old run directory is kept), or {undo}."
+    )

@@ -14,6 +14,7 @@ kept as <dir>.prev-<time>) or another name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -29,6 +30,7 @@ import yaml
 from .errors import BadInput, RequiredFile
 from .files import check_required_files
 from .io import write_json, write_text
+from .lock import run_lock
 from .recipes import Recipe
 from .registry import KINDS, Registry
 
@@ -203,26 +205,46 @@ def _progress_lines(
 
 
 def read_class_file(path: str | os.PathLike) -> tuple[str, ...]:
-    """One class name per line; blank lines and lines starting with # are skipped."""
+    """One class name per line; blank lines and lines starting with # are skipped. The names must be
+    UTF-8 text and distinct (BadInput naming the file otherwise)."""
+    from .errors import RecipeError
+    from .recipes.schema import check_class_names
+    from .recipes.source import read_text
+
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise BadInput(f"cannot read class-name file {path}: {e.strerror or e}") from None
-    names = tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+        text = read_text(Path(path), "class-name file")
+    except RecipeError as e:
+        raise BadInput(e.format()) from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
     if not names:
         raise BadInput(f"class-name file {path} has no names (one per line)")
+    try:
+        check_class_names(names)
+    except ValueError as e:
+        raise BadInput(f"class-name file {path}: {e}") from None
     return names
 
 
 def resolve_device(name: str, local_rank: int = 0) -> Any:
+    """The torch device a recipe names (validated by the schema: auto, cpu, cuda, cuda:N, mps), checked
+    against this machine."""
     import torch
 
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadInput(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
-    return device
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BadInput(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+        index = int(name.partition(":")[2] or local_rank)
+        if index >= torch.cuda.device_count():
+            raise BadInput(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)")
+        return torch.device("cuda", index)
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise BadInput("device 'mps' was asked for but Apple's MPS is not available here; use device: auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise BadInput(f"device {name!r}: {e}") from None
 
 
 def required_files(recipe: Recipe, kinds: Iterable[str] | None = None) -> list[RequiredFile]:
@@ -236,12 +258,13 @@ def required_files(recipe: Recipe, kinds: Iterable[str] | None = None) -> list[R
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch; any integer is folded into what each accepts."""
     import numpy as np
     import torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed % 2**64)
 
 
 @contextmanager
@@ -278,6 +301,8 @@ def prepare_run_dir(recipe: Recipe, fresh: bool) -> tuple[Path, bool]:
     out_dir = Path(recipe.top.output_dir) / recipe.name
     dumped = _dump_recipe(recipe)
     saved = out_dir / "recipe.yaml"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"{out_dir} is a file, where this recipe's run directory should be; move it or change `name`")
     if out_dir.exists() and fresh:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         backup = out_dir.with_name(f"{out_dir.name}.prev-{stamp}")
@@ -287,14 +312,29 @@ def prepare_run_dir(recipe: Recipe, fresh: bool) -> tuple[Path, bool]:
             backup = out_dir.with_name(f"{out_dir.name}.prev-{stamp}-{n}")
         out_dir.rename(backup)
         log.info("moved the previous run to %s", backup)
-    elif saved.exists() and saved.read_text(encoding="utf-8") != dumped:
+    elif saved.exists() and _read_saved(saved) != dumped:
         raise BadInput(
             f"{out_dir} holds a run of a different recipe (compare {saved} with `ovframe show`). "
             f"Resume it with the same recipe, start over with --fresh (the old run is kept), or change `name`."
         )
     finished = (out_dir / "metrics.json").exists() and saved.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     return out_dir, finished
+
+
+def _read_saved(saved: Path) -> str | None:
+    try:
+        return saved.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # unreadable: not this recipe's run
+
+
+def make_dir(path: Path) -> None:
+    """mkdir -p, with a clear error (a file in the way, no permission, a full disk)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"cannot create the run directory {path}: {e.strerror or e}") from None
 
 
 @contextmanager
@@ -328,13 +368,16 @@ def run_recipe(recipe: Recipe, registry: Registry, *, fresh: bool = False, out_d
     import json
 
     check_required_files(required_files(recipe))
-    with _process_group() as (rank, world, local_rank):
-        finished = False
+    with _process_group() as (rank, world, local_rank), contextlib.ExitStack() as held:
+        finished, previous = False, ""
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            if rank == 0:
+                previous = held.enter_context(run_lock(out_dir))
+            make_dir(out_dir)
         else:
             out_dir = Path(recipe.top.output_dir) / recipe.name
             if rank == 0:
+                previous = held.enter_context(run_lock(out_dir))
                 out_dir, finished = prepare_run_dir(recipe, fresh)
             if world > 1:
                 import torch.distributed as dist
@@ -345,12 +388,17 @@ def run_recipe(recipe: Recipe, registry: Registry, *, fresh: bool = False, out_d
         if finished:
             if rank == 0:
                 print(f"{out_dir}: already complete (use --fresh to run again)", file=sys.stderr)
-            return json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+            try:
+                return json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise BadInput(f"{out_dir / 'metrics.json'} is damaged ({e}); run again with --fresh (the old run is kept)") from None
         with _run_logging(out_dir, rank):
+            if previous:
+                log.info("the previous run in %s (%s) stopped before its end: resuming it", out_dir, previous)
             if rank == 0:
                 write_text(out_dir / "recipe.yaml", _dump_recipe(recipe))
             device = resolve_device(recipe.top.device, local_rank)
-            seed_everything(recipe.seed + rank)
+            seed_everything((recipe.seed + rank) % 2**64)
             ctx = RunContext(recipe, out_dir, registry, device, rank, world, Timings(device))
             task = ctx.component("task")
             log.info("run %s: task %s on %s%s", recipe.name, task.name, device, f" (rank {rank}/{world})" if world > 1 else "")

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import TrainingConfig
-from .errors import BadInput
+from .errors import BadInput, damaged_state
 from .io import atomic_path, write_text
 from .runner import RunContext
 
@@ -116,6 +116,14 @@ def seed_step(seed: int, step: int, rank: int) -> None:
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
+
+
+def _logged_step(line: str) -> float:
+    """The step of a loss.jsonl line; a line that cannot be read (cut by a kill) counts as after any step."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -203,16 +211,24 @@ class Trainer:
         if not found:
             return 0
         latest = found[-1]
-        state = load_file(str(latest / "weights.safetensors"))
+        undo = f"delete {latest} to resume from the checkpoint before it"
+        try:
+            state = load_file(str(latest / "weights.safetensors"))
+            trainer_state = torch.load(latest / "trainer.pt", map_location="cpu", weights_only=True)
+            step = int(trainer_state["step"])
+        except Exception as e:  # truncated files, a foreign pickle refused by weights_only ...
+            raise damaged_state(latest, e, "training checkpoint", undo) from None
         missing = [k for k in self.state_fn() if k not in state]
         if missing:
             raise BadInput(f"{latest}: checkpoint lacks {missing[:5]}; it was made by a different model")
         self.model.load_state_dict(state, strict=False)
-        trainer_state = torch.load(latest / "trainer.pt", map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(trainer_state["optimizer"])
-        self.scheduler.load_state_dict(trainer_state["scheduler"])
-        self.scaler.load_state_dict(trainer_state["scaler"])
-        self.step = int(trainer_state["step"])
+        try:
+            self.optimizer.load_state_dict(trainer_state["optimizer"])
+            self.scheduler.load_state_dict(trainer_state["scheduler"])
+            self.scaler.load_state_dict(trainer_state["scaler"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise damaged_state(latest / "trainer.pt", e, "optimizer state", undo) from None
+        self.step = step
         self._truncate_log(self.step)
         self.ctx.log.info("resumed from %s (step %d of %d)", latest, self.step, self.cfg.steps)
         return self.step
@@ -221,8 +237,8 @@ class Trainer:
         """Drop log lines written after the checkpoint we resume from (they will be written again)."""
         if not self.ctx.is_main or not self.log_path.exists():
             return
-        lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = [line for line in lines if _logged_step(line) <= step]
         write_text(self.log_path, "".join(line + "\n" for line in kept))
 
     # -- the loop --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Layouts (see loading.py for how each is used):
     open_clip   a plain state dict, or open_clip's training checkpoint {"state_dict": ..., "module." prefix}
     openai      OpenAI's layout (the same keys) with its "input_resolution"/"context_length"/"vocab_size"
-                entries, or a TorchScript archive as OpenAI released it (its state dict is read)
+                entries, or a TorchScript archive as OpenAI released it (its state dict is read; only with
+                `allow_torchscript: true`, since loading TorchScript runs code from the file)
     ovseg       OVSeg's CLIP (ovseg_clip_l_9a1909.pth): OpenAI layout plus visual.mask_embedding
                 [depth, grid*grid, width]; or a full OVSeg detectron2 checkpoint {"model": {clip_adapter.clip_model.*}}
 """
@@ -11,6 +12,7 @@ Layouts (see loading.py for how each is used):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -20,6 +22,8 @@ import torch
 
 from ovframe import BadInput
 from ovframe.files import sha256_of
+
+log = logging.getLogger("ovframe.clip")
 
 OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 OVSEG_PREFIX = "clip_adapter.clip_model."
@@ -65,8 +69,11 @@ def weights_sha256(path: Path) -> str:
 
 
 # -- reading checkpoints ---------------------------------------------------------------------
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, torch.Tensor]]:
-    """(state dict in open_clip's layout, detected format, extras such as visual.mask_embedding)."""
+def read_checkpoint(path: Path, allow_torchscript: bool = False) -> tuple[dict[str, torch.Tensor], str, dict[str, torch.Tensor]]:
+    """(state dict in open_clip's layout, detected format, extras such as visual.mask_embedding).
+
+    A TorchScript archive (OpenAI's original release) is read only with `allow_torchscript`: loading one
+    runs code stored in the file, so it is refused unless the recipe opts in."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -76,8 +83,14 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str, dict[str,
             raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
         return _unwrap(state, path, "open_clip")
     if _is_torchscript(path):
-        # OpenAI's original release: a TorchScript archive. Reading it builds TorchScript code objects but
-        # runs no Python pickle code; only its tensors are kept.
+        if not allow_torchscript:
+            raise BadInput(
+                f"{path} is a TorchScript archive: loading it runs code stored in the file, so ovframe does not by "
+                "default. If you trust the file, set `allow_torchscript: true` beside `pretrained:` in the recipe; "
+                "better, convert it once to .safetensors where you trust it "
+                "(torch.jit.load(PATH).state_dict() saved with safetensors.torch.save_file)."
+            )
+        log.warning("%s: loading a TorchScript archive (allow_torchscript: true): this runs code from the file", path)
         try:
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
         except Exception as e:

@@ -273,7 +273,7 @@ def load_clip(cfg: ClipModelConfig) -> LoadedClip:
         raise BadInput(f"{path}: sha256 is {digest}, the recipe pins {cfg.sha256}; the file is corrupt or another version")
     if key in _LOADED:
         return _LOADED[key]
-    state, fmt, extras = read_checkpoint(path)
+    state, fmt, extras = read_checkpoint(path, allow_torchscript=cfg.allow_torchscript)
     if isinstance(cfg.quick_gelu, bool):
         quick_gelu: bool | None = cfg.quick_gelu
     elif tag_cfg:

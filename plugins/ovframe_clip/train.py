@@ -68,7 +68,7 @@ class PairBatches:
         if epoch not in self._perms:
             if len(self._perms) > 2:
                 self._perms.pop(min(self._perms))
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
             self._perms[epoch] = torch.randperm(len(self.source), generator=g)
         return self._perms[epoch]
 

@@ -126,13 +126,21 @@ def load_timm_weights(body: nn.Module, path: str, name: str) -> None:
     from ovframe.files import resolve_path
 
     file = resolve_path(path)
-    if str(file).endswith(".safetensors"):
-        from safetensors.torch import load_file
+    try:
+        if str(file).endswith(".safetensors"):
+            from safetensors.torch import load_file
 
-        state = load_file(str(file))
-    else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+            state = load_file(str(file))
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    except Exception as e:  # truncated, not a checkpoint, pickled objects (refused by weights_only) ...
+        raise BadInput(
+            f"{file}: cannot be read as backbone weights ({type(e).__name__}: {str(e)[:200]}). backbone_pretrained takes "
+            "a .safetensors file or a state dict saved with torch.save (read with weights_only=True); get the file again"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadInput(f"{file}: backbone_pretrained must hold a state dict (names -> tensors)")
     import timm
 
     full = timm.create_model(name, pretrained=False)

@@ -40,7 +40,7 @@ class EpochOrder:
     def at(self, position: int) -> int:
         epoch, offset = divmod(position, self.size)
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
             self._epoch, self._perm = epoch, torch.randperm(self.size, generator=g)
         return int(self._perm[offset])
 

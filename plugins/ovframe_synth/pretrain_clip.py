@@ -53,7 +53,7 @@ class CaptionBatches:
         if epoch not in self._perms:
             if len(self._perms) > 2:
                 self._perms.pop(min(self._perms))
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
             blocks = torch.randperm(len(self) // self.group, generator=g)
             self._perms[epoch] = (blocks[:, None] * self.group + torch.arange(self.group)).flatten()
         return self._perms[epoch]
@@ -74,7 +74,7 @@ class CaptionBatches:
             if self.caption == "first":
                 pick = 0
             else:
-                g = torch.Generator().manual_seed(self.seed * 7_919 + p)
+                g = torch.Generator().manual_seed((self.seed * 7_919 + p) % 2**64)
                 pick = int(torch.randint(len(captions), (1,), generator=g))
             images.append(sample.image)
             texts.append(captions[pick])
@@ -103,7 +103,7 @@ class PretrainClip(Task):
         eval_dataset = ctx.registry.build("dataset", cfg.eval_dataset) if cfg.eval_dataset else None  # fail early
         if eval_dataset is not None and "{}" not in cfg.eval_template:
             raise BadInput(f"task.eval_template must hold one {{}}, got {cfg.eval_template!r}")
-        torch.manual_seed(ctx.recipe.seed)  # the initial weights
+        torch.manual_seed(ctx.recipe.seed % 2**64)  # the initial weights
         model = build_clip(model_cfg).to(ctx.device)
         tokenizer = build_tokenizer(model_cfg, None if isinstance(cfg.model, dict) else resolve_path(cfg.model).parent)
         size = model.visual.image_size
