@@ -49,12 +49,15 @@ def vocabulary_names(vocabulary: str | Iterable[str]) -> tuple[str, ...]:
         names = [n.strip() for n in vocabulary.split(",")]
     else:
         names = [str(n).strip() for n in vocabulary]
+    from .recipes.schema import check_class_names
+
     names = [n for n in names if n]
     if not names:
         raise BadInput('the vocabulary needs at least one class name, e.g. "cat, sofa, wall"')
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise BadInput(f"class names must be distinct; repeated: {', '.join(repeated)}")
+    try:
+        check_class_names(names)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
     return tuple(names)
 
 

@@ -40,6 +40,16 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its usage line
         self.print_usage(sys.stderr)
@@ -85,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     vocab.add_argument("--vocab-file", help="a text file with one class name per line")
     p.add_argument("--recipe", help="the pipeline to use: a recipe file or a shipped recipe's name (default: demo)")
     p.add_argument("--out", default=None, help="run folder; pictures go to OUT/predictions/ (default: a new folder per call, runs/predict/<date-time>_<classes>)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per pipeline call")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="images per pipeline call")
     _add_overrides(p)
 
     p = sub.add_parser("prepare", help="convert a dataset's official download into the layout ovframe reads", description="Convert an official dataset download into the detectron2-style layout its dataset plugin reads.")
@@ -164,8 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- commands -------------------------------------------------------------------------------
 
 
-def _load_any(path: str, overrides: Sequence[str]):
-    """A recipe, or the list of a recipe set's variant recipes."""
+def _load_any(path: str, overrides: Sequence[str], keep: bool = True, raw=None):
+    """A recipe, or the list of a recipe set's variant recipes (with keep=False: a set's variants are
+    validated, not kept). `raw`: the file's own tree, when the caller has read it."""
     from .recipes import expand, is_recipe_set, load_tree, validate_set
     from .recipes.locate import locate_recipe
     from .recipes.resolve import apply_overrides, place_by_overrides
@@ -175,16 +186,15 @@ def _load_any(path: str, overrides: Sequence[str]):
 
     registry = get_registry()
     path = str(locate_recipe(path))
-    raw = load_yaml_file(Path(path))
+    raw = raw if raw is not None else load_yaml_file(Path(path))
     if is_recipe_set(raw):
         rset = expand(path, raw)
-        return rset, validate_set(rset, registry, overrides)
-    tree = place_by_overrides(apply_overrides(load_tree(path), overrides, registry, path), overrides)
+        return rset, validate_set(rset, registry, overrides, keep=keep)
+    tree = place_by_overrides(apply_overrides(load_tree(path, loaded=raw), overrides, registry, path), overrides)
     return None, validate(tree, registry, path)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .errors import RecipeError
     from .recipes.locate import find_shipped
 
     files: list[Path] = []
@@ -193,7 +203,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not path.exists():  # `recipes`, `recipes/synth`, `demo`: the shipped ones
             path = find_shipped(item, folder=True) or find_shipped(item) or path
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
         elif path.is_file():
             files.append(path)
         else:
@@ -201,12 +211,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for f in files:
         try:
-            rset, recipes = _load_any(str(f), args.overrides)
-        except RecipeError as e:
+            rset, recipes = _load_any(str(f), args.overrides, keep=False)
+        except BadInput as e:  # every file is checked and reported, whatever is wrong with one
             failed += 1
             print(f"FAIL {f}\n{e}", file=sys.stderr)
             continue
-        what = f"recipe set, {len(recipes)} variants" if rset else ("fragment" if recipes.top.abstract else "recipe")
+        what = f"recipe set, {len(rset.variants)} variants" if rset else ("fragment" if recipes.top.abstract else "recipe")
         print(f"ok   {f} ({what})")
     if failed:
         raise BadInput(f"{failed} of {len(files)} file(s) have problems")
@@ -246,14 +256,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             from .recipes import validate_set
 
-            validate_set(rset, registry, args.overrides)
+            validate_set(rset, registry, args.overrides, keep=False)
             print(f"{rset.name}: {len(rset.variants)} variants")
             for v in rset.variants:
                 settings = ", ".join(f"{k}={v2}" for k, v2 in v.settings.items())
                 print(f"  {v.name}: {settings or '(the base recipe)'}")
             return 0
         return run_set(rset, registry, args.overrides, fresh=args.fresh)
-    _, recipe = _load_any(str(recipe_path), args.overrides)
+    _, recipe = _load_any(str(recipe_path), args.overrides, raw=raw)
     _complete(recipe)
     if args.dry_run:
         import yaml
@@ -359,7 +369,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tree = load_tree(recipe_path)
     here = Location("predict command line")
     task = {"plugin": "predict", "inputs": list(args.inputs)}
-    if args.batch_size:
+    if args.batch_size is not None:
         task["batch_size"] = args.batch_size
     for key, value in (("task", None), ("task", task), ("vocabulary", None), ("vocabulary", {"names": names}), ("dataset", None)):
         tree = apply_override(tree, (key,), value, here)
@@ -382,7 +392,7 @@ def _predict_dir(out: str | None, recipe, names: list[str]) -> Path:
 
     if out is not None:
         saved = Path(out) / "recipe.yaml"
-        if saved.exists() and saved.read_text(encoding="utf-8") != _dump_recipe(recipe):
+        if saved.exists() and saved.read_text(encoding="utf-8", errors="replace") != _dump_recipe(recipe):
             raise BadInput(
                 f"{out} holds predictions of another recipe, vocabulary or set of images (see {saved}); "
                 f"choose another --out, or leave --out out: every call then gets a folder of its own"

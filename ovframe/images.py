@@ -1,45 +1,119 @@
-"""Reading images from disk into the records' layout (uint8 [3, H, W] RGB)."""
+"""Reading images from disk into the records' layout (uint8 [3, H, W] RGB), within a size limit.
+
+Memory grows with the pixels of an image (a proposal generator's masks are [N, H, W] floats), so an image
+may have at most `max_image_pixels` pixels (default DEFAULT_MAX_IMAGE_PIXELS, 4096 x 4096; the `evaluate`
+and `predict` tasks take `max_image_pixels`). The size is read from the file's header, before anything is
+decoded: an image over the limit is refused (evaluate: recorded in failures.csv, the run goes on) or, with
+`downscale=True` (predict), decoded and shrunk to fit. Unreadable files and decompression bombs are a
+SampleError: reported and skipped, never the end of a run.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from .errors import SampleError
+from .config import DEFAULT_MAX_IMAGE_PIXELS
+from .errors import BadInput, SampleError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DECODE_LIMIT = 4 * DEFAULT_MAX_IMAGE_PIXELS
+"""Above this many pixels an image is never decoded, not even to be shrunk (PIL's own bomb check is looser)."""
+
+_limit = DEFAULT_MAX_IMAGE_PIXELS
 
 
-def read_image(path: str | os.PathLike, sample_id: str | None = None) -> torch.Tensor:
-    """uint8 [3, H, W] RGB, EXIF orientation applied. Raises SampleError for unreadable files."""
+@contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Within the block, read_image and check_size refuse images over `max_pixels` pixels (background
+    loader processes started in the block inherit it)."""
+    global _limit
+    old, _limit = _limit, max_pixels
+    try:
+        yield
+    finally:
+        _limit = old
+
+
+def check_size(size: tuple[int, int], path: object, sample_id: str, max_pixels: int | None = None) -> None:
+    """SampleError when an image of `size` (width, height) is over the limit."""
+    limit = _limit if max_pixels is None else max_pixels
+    w, h = size
+    if w * h > limit:
+        raise SampleError(
+            sample_id,
+            f"{path} is {w} x {h} = {w * h:,} pixels, over the limit of {limit:,} (task option max_image_pixels; "
+            f"memory grows with the pixels of an image): downscale it, or raise the limit if you have the memory",
+        )
+    if w < 1 or h < 1:
+        raise SampleError(sample_id, f"{path} is {w} x {h} pixels: empty")
+
+
+def read_image(
+    path: str | os.PathLike, sample_id: str | None = None, *, max_pixels: int | None = None, downscale: bool = False
+) -> torch.Tensor:
+    """uint8 [3, H, W] RGB, EXIF orientation applied. Raises SampleError for unreadable files and for
+    images over the pixel limit, unless `downscale`: then they are shrunk (aspect kept) to fit it."""
     sample_id = sample_id or str(path)
+    limit = _limit if max_pixels is None else max_pixels
     try:
         with Image.open(path) as im:
+            if not downscale or im.width * im.height > DECODE_LIMIT:
+                check_size(im.size, path, sample_id, limit if not downscale else DECODE_LIMIT)
+            if downscale and im.width * im.height > limit:
+                scale = math.sqrt(limit / (im.width * im.height))
+                target = (max(1, int(im.width * scale)), max(1, int(im.height * scale)))
+                im.draft("RGB", target)  # JPEG: decode at a reduced scale
+                im = im.convert("RGB").resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
             im.load()
             im = ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise SampleError(sample_id, f"cannot read image {path}: {e}") from None
+    except SampleError:
+        raise
+    except Exception as e:  # whatever the decoder says: a truncated file, a bad header, a decompression bomb ...
+        raise SampleError(sample_id, f"cannot read image {path}: {type(e).__name__}: {str(e)[:200]}") from None
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
 def find_images(inputs: list[str]) -> list[Path]:
-    """Image files named directly, and the images under folders (recursively, sorted)."""
+    """Image files named directly, and the images under folders (recursively, sorted). BadInput naming
+    every input that does not exist, and every folder without an image."""
     found: list[Path] = []
+    missing, empty = [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not inside:
+                empty.append(item)
+            found += inside
         elif path.is_file():
             found.append(path)
         else:
-            from .errors import BadInput
-
-            raise BadInput(f"{item}: no such file or folder")
+            missing.append(item)
+    problems = [f"{m}: no such file or folder" for m in missing]
+    problems += [f"{e}: no image files in this folder (looked for {', '.join(IMAGE_SUFFIXES)})" for e in empty]
+    if problems:
+        raise BadInput("\n".join(problems))
     return found
+
+
+def unreadable_images(paths: list[Path]) -> dict[Path, str]:
+    """The files among `paths` that are not images a decoder recognises (headers only: fast), with why."""
+    bad: dict[Path, str] = {}
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except Exception as e:
+            bad[path] = f"{type(e).__name__}: {str(e)[:200]}"
+    return bad
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -6,7 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..config import ComponentConfig
+from ..config import DEFAULT_MAX_IMAGE_PIXELS, ComponentConfig
+
+MAX_PIXELS_HELP = (
+    "the most pixels an image may have (default 4096 x 4096); memory grows with them. Larger images are {}"
+)
 
 
 class EvaluateConfig(ComponentConfig):
@@ -20,6 +24,9 @@ class EvaluateConfig(ComponentConfig):
     save_every: float = Field(20.0, gt=0, description="seconds between saves of the resume state")
     visualize: int = Field(0, ge=0, description="write overlay PNGs of the first N images to overlays/")
     workers: int = Field(0, ge=0, description="background processes that load images")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS, ge=1, description=MAX_PIXELS_HELP.format("listed in failures.csv and skipped")
+    )
 
 
 class PredictConfig(ComponentConfig):
@@ -32,4 +39,7 @@ class PredictConfig(ComponentConfig):
     )
     outputs: list[Literal["overlay", "label", "json"]] = Field(
         default_factory=lambda: ["overlay", "label", "json"], description="what to write per image"
+    )
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS, ge=1, description=MAX_PIXELS_HELP.format("shrunk to fit (aspect kept) before segmentation")
     )

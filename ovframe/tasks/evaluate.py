@@ -12,8 +12,10 @@ uninterrupted run. (State saved by a different number of processes is not reused
 Sharded: under torchrun, rank r evaluates images r, r+n, ... and the matrices are summed with an
 all-reduce at the end (and the failures gathered), so the result equals the single-process one.
 
-Unreadable images (corrupt files, bad labels) are logged, listed in failures.csv with the reason,
-counted in metrics.json (`images_failed`), and skipped. Outputs, beside metrics.json:
+Unreadable images (corrupt files, bad labels, over `max_image_pixels`) are logged, listed in failures.csv
+with the reason, counted in metrics.json (`images_failed`), and skipped. An image that fails at run time
+(a component cannot handle it, out of memory) is listed the same way, its traceback in errors.log, and
+tried again when the run is resumed; only when every image fails does the run fail (exit 1). Outputs, beside metrics.json:
     per_class.csv           IoU, accuracy and pixel counts per class, with its seen/unseen split
     failures.csv            id and reason of every image that could not be evaluated (header only if none)
     confusion.safetensors   the summed confusion matrix int64 [K, K] (rows ground truth, columns prediction)
@@ -33,13 +35,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..errors import SampleError
+from ..errors import BadInput, OvframeError, SampleError, damaged_state
+from ..images import DEFAULT_MAX_IMAGE_PIXELS, check_size, pixel_limit
 from ..interfaces import Dataset, Task
 from ..io import atomic_path, markdown_table, write_csv
 from ..metrics import ConfusionMatrix
 from ..records import Sample, Vocabulary
 from ..runner import RunContext
 from .config import EvaluateConfig
+from .isolate import ERRORS_LOG, FailureLog, segment_each
+from .names import safe_name
 
 STATE_DIR = "state"
 
@@ -56,16 +61,28 @@ class EvalState:
         self.saved_at = time.monotonic()
 
     def load(self) -> "EvalState":
-        if self.path.exists():
+        if not self.path.exists():
+            return self
+        try:
             tensors = load_file(self.path)
             with safe_open(str(self.path), "pt") as f:
                 meta = f.metadata()
-            if tensors["confusion"].shape != self.confusion.matrix.shape:
-                raise RuntimeError(f"{self.path}: saved state has a different number of classes")
-            self.confusion.matrix = tensors["confusion"].clone()
-            self.done = set(json.loads(meta["done"]))
-            self.failed = json.loads(meta["failed"])
-            self.counts.update(json.loads(meta.get("counts", "{}")))
+            confusion = tensors["confusion"]
+            done, failed = json.loads(meta["done"]), json.loads(meta["failed"])
+            counts = json.loads(meta.get("counts", "{}"))
+            if not (isinstance(done, list) and isinstance(failed, dict) and isinstance(counts, dict) and confusion.dtype == torch.int64):
+                raise ValueError("unexpected content")
+        except Exception as e:  # truncated or overwritten: safetensors, JSON and key errors alike
+            raise damaged_state(self.path, e, "evaluation progress", f"delete {self.path} to evaluate its images again") from None
+        if confusion.shape != self.confusion.matrix.shape:
+            raise BadInput(
+                f"{self.path}: saved by a run with {confusion.shape[0]} classes, this one has {self.confusion.matrix.shape[0]}; "
+                "start over with --fresh"
+            )
+        self.confusion.matrix = confusion.clone()
+        self.done = {str(d) for d in done}
+        self.failed = {str(k): str(v) for k, v in failed.items()}
+        self.counts.update({k: int(v) for k, v in counts.items() if k in self.counts and isinstance(v, int)})
         return self
 
     def save(self) -> None:
@@ -76,10 +93,11 @@ class EvalState:
 
 
 class _Indexed(torch.utils.data.Dataset):
-    """Dataset items as (index, id, Sample or SampleError): an unreadable image never stops the loader."""
+    """Dataset items as (index, id, Sample or SampleError): an unreadable image, or one over the pixel
+    limit, never stops the loader."""
 
-    def __init__(self, dataset: Dataset, indices: list[int]):
-        self.dataset, self.indices = dataset, indices
+    def __init__(self, dataset: Dataset, indices: list[int], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+        self.dataset, self.indices, self.max_pixels = dataset, indices, max_pixels
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -87,7 +105,10 @@ class _Indexed(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[int, str, Sample | SampleError]:
         index = self.indices[i]
         try:
-            sample = self.dataset[index]
+            with pixel_limit(self.max_pixels):  # files are refused from their header, before decoding
+                sample = self.dataset[index]
+            h, w = sample.image.shape[-2:]
+            check_size((w, h), sample.id, sample.id, self.max_pixels)  # images that were not read from a file
             return index, sample.id, sample
         except SampleError as e:
             return index, e.sample_id, e
@@ -96,9 +117,11 @@ class _Indexed(torch.utils.data.Dataset):
             return index, sample_id, SampleError(sample_id, f"{type(e).__name__}: {e}")
 
 
-def load_batches(dataset: Dataset, indices: list[int], batch_size: int, workers: int) -> Iterator[list]:
+def load_batches(
+    dataset: Dataset, indices: list[int], batch_size: int, workers: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> Iterator[list]:
     loader = torch.utils.data.DataLoader(
-        _Indexed(dataset, indices), batch_size=batch_size, num_workers=workers, collate_fn=list
+        _Indexed(dataset, indices, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=list
     )
     yield from loader
 
@@ -121,11 +144,12 @@ class Evaluate(Task):
         if len(todo) < len(mine):
             ctx.log.info("resuming: %d of %d images already counted", len(mine) - len(todo), len(mine))
         overlays = ctx.out_dir / "overlays"
+        failures = FailureLog(ctx.out_dir, ctx.log)
         try:
-            batches = load_batches(dataset, todo, cfg.batch_size, cfg.workers)
+            batches = load_batches(dataset, todo, cfg.batch_size, cfg.workers, cfg.max_image_pixels)
             bar = ctx.progress(batches, total=-(-len(todo) // cfg.batch_size), desc=f"evaluate {ctx.recipe.name}")
             for batch in bar:
-                samples, indices = [], []
+                samples, indices = [], {}
                 for index, sample_id, item in batch:
                     if isinstance(item, SampleError):
                         ctx.log.warning("skipped %s: %s", sample_id, item.reason)
@@ -137,19 +161,24 @@ class Evaluate(Task):
                         state.done.add(sample_id)
                     else:
                         samples.append(item)
-                        indices.append(index)
+                        indices[item.id] = index
                 if samples:
+                    # an image that fails at run time is listed in failures.csv but not marked done: a
+                    # resumed run tries it again (with more memory, or a fixed component)
                     before = dict(pipeline.stats)
-                    segmentations = pipeline.segment(samples, vocabulary)
+                    segmented = segment_each(pipeline, samples, vocabulary, failures)
                     for key in state.counts:
                         state.counts[key] += pipeline.stats[key] - before[key]
+                    state.failed.update(failures.reasons)
+                    failures.reasons.clear()
                     with ctx.timings.stage("score"):
-                        for index, sample, seg in zip(indices, samples, segmentations):
+                        for sample, seg in segmented:
                             state.confusion.update(seg.labels.cpu(), sample.label)
                             state.done.add(sample.id)
-                            if index < cfg.visualize:
-                                _write_overlay(overlays / f"{sample.id}.png", sample, seg, vocabulary.names)
-                    del segmentations, samples
+                            state.failed.pop(sample.id, None)
+                            if indices[sample.id] < cfg.visualize:
+                                _write_overlay(overlays / f"{safe_name(sample.id)}.png", sample, seg, vocabulary.names)
+                    del segmented, samples
                 if time.monotonic() - state.saved_at > cfg.save_every:
                     state.save()
                     ctx.log.info(
@@ -163,6 +192,7 @@ class Evaluate(Task):
     def _finish(self, ctx: RunContext, state: EvalState, vocabulary: Vocabulary, total: int) -> dict[str, Any]:
         failed = dict(state.failed)
         counts = dict(state.counts)
+        at_run_time = sum(1 for k in failed if k not in state.done)  # not the files' fault: tried again on resume
         confusion = ConfusionMatrix(len(vocabulary), state.confusion.count)
         confusion.matrix = state.confusion.matrix.clone()  # the saved state keeps this rank's share
         if ctx.world_size > 1:
@@ -170,9 +200,10 @@ class Evaluate(Task):
 
             confusion.all_reduce()
             gathered: list[Any] = [None] * ctx.world_size
-            dist.all_gather_object(gathered, (failed, counts))
-            failed = {k: v for part, _ in gathered for k, v in part.items()}
-            counts = {k: sum(c[k] for _, c in gathered) for k in counts}
+            dist.all_gather_object(gathered, (failed, counts, at_run_time))
+            failed = {k: v for part, _, _ in gathered for k, v in part.items()}
+            counts = {k: sum(c[k] for _, c, _ in gathered) for k in counts}
+            at_run_time = sum(n for _, _, n in gathered)
         metrics: dict[str, Any] = {
             **confusion.summary(vocabulary.seen),
             **_split_accuracy(confusion, vocabulary.seen),
@@ -200,6 +231,11 @@ class Evaluate(Task):
                 )
             if failed:
                 ctx.log.warning("%d image(s) could not be evaluated; see %s", len(failed), ctx.out_dir / "failures.csv")
+            if at_run_time and metrics["images"] == 0:
+                raise OvframeError(
+                    f"every image failed ({at_run_time} at run time): see {ctx.out_dir / 'failures.csv'} and the "
+                    f"tracebacks in {ctx.out_dir / ERRORS_LOG}; a rerun tries them again"
+                )
             ctx.log.info("\n%s", markdown_table([{k: v for k, v in metrics.items() if not k.endswith(("_seen", "_unseen"))}]))
             if vocabulary.seen is not None:
                 ctx.log.info("\n%s", markdown_table(_side_by_side(confusion, vocabulary.seen)))

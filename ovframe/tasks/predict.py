@@ -10,7 +10,10 @@ pycocotools and COCO tools read; category_id = class index + 1), and <run>/summa
 share of all pixels and the number of images it appears in (what `ovframe predict` prints).
 
 Images go through the pipeline `batch_size` at a time, so memory stays bounded for folders of any
-size; an unreadable image is reported and skipped.
+size. The inputs are checked before any model loads (missing paths, folders without images, nothing
+readable: exit 2); an unreadable image is reported and skipped, an image over `max_image_pixels` is
+shrunk to fit, and one that fails at run time is listed in <run>/failures.csv (its traceback in
+errors.log) while the others are written.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import SampleError
-from ..images import find_images, read_image
+from ..errors import BadInput, SampleError
+from ..images import find_images, read_image, unreadable_images
 from ..interfaces import Task
-from ..io import atomic_path, markdown_table, write_json, write_text
+from ..io import atomic_path, markdown_table, write_csv, write_json, write_text
 from ..records import Sample, Vocabulary
 from ..results import CocoCollector, SegmentationResult, make_result
 from ..runner import RunContext
 from .config import PredictConfig
+from .isolate import FailureLog, segment_each
+from .names import safe_name
 
 OTHERS = "others"
 
@@ -45,33 +50,45 @@ class Predict(Task):
 
     def run(self, ctx: RunContext) -> Mapping[str, Any]:
         cfg: PredictConfig = self.config  # type: ignore[assignment]
+        # the user's inputs are checked before any model loads
+        paths = find_images(cfg.inputs)
+        unreadable = unreadable_images(paths)
+        if len(unreadable) == len(paths):
+            shown = "\n".join(f"  {p}: {why}" for p, why in list(unreadable.items())[:5])
+            raise BadInput(f"none of the {len(paths)} input file(s) is an image ovframe can read:\n{shown}")
         vocabulary = ctx.vocabulary()
         if cfg.others:
             vocabulary = with_others(vocabulary)
         pipeline = ctx.pipeline()
-        paths = find_images(cfg.inputs)
         out = ctx.out_dir / "predictions"
         out.mkdir(parents=True, exist_ok=True)
         names = _unique_stems(paths)
         coco = CocoCollector(vocabulary.names)
         pixels = dict.fromkeys(vocabulary.names, 0)
         images_with = dict.fromkeys(vocabulary.names, 0)
-        written, failed = 0, 0
-        batches = [paths[i : i + cfg.batch_size] for i in range(0, len(paths), cfg.batch_size)]
-        for batch in ctx.progress(batches, total=len(paths), desc="predict", weight=len):
+        failures = FailureLog(ctx.out_dir, ctx.log)
+        unread: dict[str, str] = {}
+        for path, why in unreadable.items():
+            ctx.log.warning("skipped %s: not an image ovframe can read (%s)", path, why)
+            unread[names[path]] = why
+        readable = [p for p in paths if p not in unreadable]
+        written = 0
+        batches = [readable[i : i + cfg.batch_size] for i in range(0, len(readable), cfg.batch_size)]
+        for batch in ctx.progress(batches, total=len(readable), desc="predict", weight=len):
             samples = []
             for path in batch:
                 try:
                     with ctx.timings.stage("read"):
-                        samples.append(Sample(read_image(path, names[path]), None, names[path], {"path": str(path)}))
+                        image = read_image(path, names[path], max_pixels=cfg.max_image_pixels, downscale=True)
+                    samples.append(Sample(image, None, names[path], {"path": str(path)}))
                 except SampleError as e:
                     ctx.log.warning("skipped %s", e)
-                    failed += 1
+                    unread[names[path]] = e.reason
             if not samples:
                 continue
-            segmentations = pipeline.segment(samples, vocabulary)
+            segmented = segment_each(pipeline, samples, vocabulary, failures)
             with ctx.timings.stage("write"):
-                for sample, seg in zip(samples, segmentations):
+                for sample, seg in segmented:
                     result = make_result(sample.image, seg, vocabulary.names, id=sample.id)
                     self._write(out, sample, result, cfg.outputs)
                     coco.add(result, sample.meta["path"])
@@ -79,6 +96,12 @@ class Predict(Task):
                         pixels[s.label] += s.area
                         images_with[s.label] += 1
                     written += 1
+        failed = {**unread, **failures.reasons}
+        write_csv(ctx.out_dir / "failures.csv", [{"id": k, "reason": v} for k, v in sorted(failed.items())], columns=["id", "reason"])
+        if not written:
+            if failures.reasons:
+                failures.check_some_succeeded()
+            raise BadInput(f"none of the {len(paths)} image(s) could be read; see {ctx.out_dir / 'failures.csv'}")
         if "json" in cfg.outputs:
             write_json(out / "coco.json", coco.to_dict())
         total = max(sum(pixels.values()), 1)
@@ -87,10 +110,10 @@ class Predict(Task):
             for name in sorted(vocabulary.names, key=lambda n: (-pixels[n], vocabulary.names.index(n)))
         ]
         write_text(ctx.out_dir / "summary.md", markdown_table(summary, ["class", "pixels", "images"]) + "\n")
-        ctx.log.info("wrote %d prediction(s) to %s%s", written, out, f"; {failed} unreadable" if failed else "")
+        ctx.log.info("wrote %d prediction(s) to %s%s", written, out, f"; {len(failed)} failed (failures.csv)" if failed else "")
         return {
             "images": written,
-            "images_failed": failed,
+            "images_failed": len(failed),
             "classes": len(vocabulary),
             "shares": {name: round(pixels[name] / total, 6) for name in vocabulary.names},
             "images_with": images_with,
@@ -119,17 +142,19 @@ def _readable_json(info: dict[str, Any]) -> str:
 
 
 def _unique_stems(paths: list[Path]) -> dict[Path, str]:
-    """Output names: the file stem, made unique with the parent folder's name when two clash."""
+    """Output names: the file stem (made safe: `..png` cannot write outside predictions/), made unique
+    with the parent folder's name when two clash."""
     stems: dict[Path, str] = {}
     used: set[str] = set()
     for path in paths:
-        stem = path.stem
+        own = safe_name(path.stem).replace("/", "_")
+        stem = own
         if stem in used:
-            stem = f"{path.parent.name}_{path.stem}"
+            stem = safe_name(f"{path.parent.name}_{own}").replace("/", "_")
         n = 1
         while stem in used:
             n += 1
-            stem = f"{path.stem}_{n}"
+            stem = f"{own}_{n}"
         used.add(stem)
         stems[path] = stem
     return stems

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ovframe import IGNORE_INDEX, SampleError
+from ovframe.images import check_size
 from ovframe.io import atomic_path
 
 IGNORE_8BIT = 255
@@ -29,9 +30,13 @@ def read_label_array(path: str | os.PathLike, sample_id: str) -> tuple[np.ndarra
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
-            array = np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+                check_size((shape[1], shape[0]) if len(shape) >= 2 else (0, 0), path, sample_id)
+                array = np.asarray(tif.asarray())
         else:
             with Image.open(path) as im:
+                check_size(im.size, path, sample_id)  # before decoding: a label can be as large as its image
                 im.load()
                 if im.mode in ("L", "P"):
                     array = np.asarray(im, dtype=np.uint8)
@@ -45,8 +50,8 @@ def read_label_array(path: str | os.PathLike, sample_id: str) -> tuple[np.ndarra
                     )
     except SampleError:
         raise
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise SampleError(sample_id, f"cannot read label {path}: {e}") from None
+    except Exception as e:  # whatever the decoder says: truncated, bad header, decompression bomb ...
+        raise SampleError(sample_id, f"cannot read label {path}: {type(e).__name__}: {str(e)[:200]}") from None
     if array.ndim != 2:
         raise SampleError(sample_id, f"label {path} has shape {array.shape}; expected a single-channel [H, W] image")
     ignore = IGNORE_8BIT if array.dtype == np.uint8 else IGNORE_16BIT

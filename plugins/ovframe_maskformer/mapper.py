@@ -32,13 +32,14 @@ class Example:
 
 
 def resized_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
-    """detectron2's ResizeShortestEdge output size."""
+    """detectron2's ResizeShortestEdge output size; a side is at least 1 pixel (detectron2 gives 0 for a
+    sliver such as 1 x 4000 once the long side is capped, and then fails)."""
     scale = short / min(h, w)
     newh, neww = (short, scale * w) if h < w else (scale * h, short)
     if max(newh, neww) > max_size:
         scale = max_size / max(newh, neww)
         newh, neww = newh * scale, neww * scale
-    return int(newh + 0.5), int(neww + 0.5)
+    return max(1, int(newh + 0.5)), max(1, int(neww + 0.5))
 
 
 def resize(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
