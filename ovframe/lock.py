@@ -1,10 +1,10 @@
 """One run at a time in a run directory.
 
-`run_lock(run_dir)` holds an exclusive lock on `<parent>/.<name>.lock` (beside the run directory, so that
-`--fresh` can move the directory while it is held). The lock is the kernel's (flock): a process that dies,
-even by kill -9, releases it, so a stale lock never blocks anyone. The file holds who has it (pid, host,
-start time) for the message a second run gets, and is emptied when a run ends; a run that finds it
-non-empty knows the previous one was stopped before its end (and says so: it resumes).
+`run_lock(run_dir)` holds an exclusive lock on `<run_dir>/.lock` (made with the directory). The lock is the
+kernel's (flock): a process that dies, even by kill -9, releases it, so a stale lock never blocks anyone.
+The file holds who has it (pid, host, start time) for the message a second run gets, and is emptied when
+a run ends; a run that finds it non-empty knows the previous one was stopped before its end (and says so:
+it resumes). `--fresh` moves a directory only while holding its lock, then locks the new one.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ except ImportError:  # not POSIX: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
 
+LOCK_NAME = ".lock"
+
+
 def lock_path(run_dir: Path) -> Path:
-    return run_dir.parent / f".{run_dir.name}.lock"
+    return run_dir / LOCK_NAME
 
 
 @contextmanager
@@ -37,11 +40,13 @@ def run_lock(run_dir: Path) -> Iterator[str]:
         yield ""
         return
     path = lock_path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"{run_dir} is a file, where this recipe's run directory should be; move it or change `name`")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise BadInput(f"cannot create the lock {path} of run directory {run_dir}: {e.strerror or e}") from None
+        raise BadInput(f"cannot create the run directory {run_dir}: {e.strerror or e}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -30,7 +30,7 @@ import yaml
 from .errors import BadInput, RequiredFile
 from .files import check_required_files
 from .io import write_json, write_text
-from .lock import run_lock
+from .lock import LOCK_NAME, lock_path, run_lock
 from .recipes import Recipe
 from .registry import KINDS, Registry
 
@@ -303,7 +303,7 @@ def prepare_run_dir(recipe: Recipe, fresh: bool) -> tuple[Path, bool]:
     saved = out_dir / "recipe.yaml"
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file, where this recipe's run directory should be; move it or change `name`")
-    if out_dir.exists() and fresh:
+    if fresh and out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir()):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         backup = out_dir.with_name(f"{out_dir.name}.prev-{stamp}")
         n = 1
@@ -379,6 +379,8 @@ def run_recipe(recipe: Recipe, registry: Registry, *, fresh: bool = False, out_d
             if rank == 0:
                 previous = held.enter_context(run_lock(out_dir))
                 out_dir, finished = prepare_run_dir(recipe, fresh)
+                if not lock_path(out_dir).exists():  # --fresh moved the locked directory aside: lock the new one
+                    held.enter_context(run_lock(out_dir))
             if world > 1:
                 import torch.distributed as dist
 

@@ -231,6 +231,9 @@ class Evaluate(Task):
                 )
             if failed:
                 ctx.log.warning("%d image(s) could not be evaluated; see %s", len(failed), ctx.out_dir / "failures.csv")
+            ctx.log.info("\n%s", markdown_table([{k: v for k, v in metrics.items() if not k.endswith(("_seen", "_unseen"))}]))
+            if vocabulary.seen is not None:
+                ctx.log.info("\n%s", markdown_table(_side_by_side(confusion, vocabulary.seen)))
         if total and metrics["images"] == 0:  # nothing evaluated: the run failed, whatever the reason
             if at_run_time:
                 raise OvframeError(
@@ -238,9 +241,6 @@ class Evaluate(Task):
                     f"tracebacks in {ctx.out_dir / ERRORS_LOG}; a rerun tries them again"
                 )
             raise BadInput(f"none of the {total} images could be evaluated; see {ctx.out_dir / 'failures.csv'}")
-            ctx.log.info("\n%s", markdown_table([{k: v for k, v in metrics.items() if not k.endswith(("_seen", "_unseen"))}]))
-            if vocabulary.seen is not None:
-                ctx.log.info("\n%s", markdown_table(_side_by_side(confusion, vocabulary.seen)))
         return metrics
 
 

@@ -68,15 +68,15 @@ class Predict(Task):
         images_with = dict.fromkeys(vocabulary.names, 0)
         failures = FailureLog(ctx.out_dir, ctx.log)
         unread: dict[str, str] = {}
-        for path, why in unreadable.items():
-            ctx.log.warning("skipped %s: not an image ovframe can read (%s)", path, why)
-            unread[names[path]] = why
-        readable = [p for p in paths if p not in unreadable]
         written = 0
-        batches = [readable[i : i + cfg.batch_size] for i in range(0, len(readable), cfg.batch_size)]
-        for batch in ctx.progress(batches, total=len(readable), desc="predict", weight=len):
+        batches = [paths[i : i + cfg.batch_size] for i in range(0, len(paths), cfg.batch_size)]
+        for batch in ctx.progress(batches, total=len(paths), desc="predict", weight=len):
             samples = []
             for path in batch:
+                if path in unreadable:
+                    ctx.log.warning("skipped %s: not an image ovframe can read (%s)", path, unreadable[path])
+                    unread[names[path]] = unreadable[path]
+                    continue
                 try:
                     with ctx.timings.stage("read"):
                         image = read_image(path, names[path], max_pixels=cfg.max_image_pixels, downscale=True)

@@ -252,7 +252,7 @@ PREDICT_RECIPE = "name: p\ndevice: cpu\nproposals: {plugin: grid, cells: 2}\ncla
         ("empty-folder", "no image files in this folder"),
         ("unreadable-folder", "none of the 3 input file(s) is an image ovframe can read"),
         ("batch-size-0", "--batch-size: must be at least 1"),
-        ("duplicates", "--vocab: class names must be distinct; repeated: 'cat'"),
+        ("duplicates", "class names must be distinct; repeated: 'cat'"),
         ("binary-vocab", "must be UTF-8 text; this file has a NUL byte"),
         ("duplicate-vocab-file", "class names must be distinct; repeated: 'sofa'"),
     ],
