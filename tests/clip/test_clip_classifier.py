@@ -160,3 +160,22 @@ def test_masks_must_be_at_the_image_resolution(tiny):
     sample = Sample(torch.zeros(3, 10, 10, dtype=torch.uint8), None, "x")
     with pytest.raises(ValueError, match="image's resolution"):
         clf.classify([sample], [Proposals(torch.zeros(1, 5, 5))], text_for(), VOCAB)
+
+
+def test_pixels_exactly_at_the_mask_threshold_are_background(tiny):
+    """reference/ovseg.md: binary = sigmoid(mask) > mask_thr, strictly. A region at exactly the threshold
+    (logit 0 for 0.5) is not part of the mask: a proposal made only of it is invalid, and one that also has
+    pixels above the threshold is cropped to those alone (as if the at-threshold pixels were -10)."""
+    clf = build("classifier", {"plugin": "clip-masked-crop", **tiny, "mask_thr": 0.5, "temperature": 1.0})
+    h, w = 24, 32
+    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    logits = torch.full((3, h, w), -10.0)
+    logits[0, 2:12, 2:14] = 0.0  # a large region, every pixel exactly at the threshold
+    logits[1, 2:12, 2:14] = 0.0  # the same ...
+    logits[1, 14:22, 16:30] = 6.0  # ... plus pixels above it, elsewhere
+    logits[2, 14:22, 16:30] = 6.0  # only the pixels above it
+    scores = clf.classify([Sample(image, None, "t")], [Proposals(logits)], text_for(), VOCAB)[0]
+    assert scores.valid.tolist() == [False, True, True]
+    torch.testing.assert_close(scores.probs[1], scores.probs[2], rtol=0, atol=1e-6)
+    counted = clf.classify([Sample(image, None, "t")], [Proposals(torch.where(logits == 0, 1e-3, logits))], text_for(), VOCAB)[0]
+    assert (counted.probs[1] - scores.probs[1]).abs().max() > 1e-4  # had they counted, the crop would differ

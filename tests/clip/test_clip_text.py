@@ -198,3 +198,31 @@ def test_a_crash_mid_write_keeps_the_previous_file(encoder, monkeypatch):
     monkeypatch.setattr(cache_module, "save_file", real)
     got = encoder().encode(VOCAB)
     torch.testing.assert_close(got.embeddings, encoder(cache=False).encode(VOCAB).embeddings, rtol=0, atol=0)
+
+
+def test_two_checkpoints_of_one_model_config_never_share_cached_embeddings(tmp_path):
+    """The same `model:` (one config file) with other weights, or the same weights file rewritten: the
+    cache misses and gives the new weights' embeddings, never the first ones'."""
+    import os
+
+    folder = tmp_path / "models"
+    first = write_tiny(folder, seed=0, name="a")
+    second = {"model": first["model"], "pretrained": write_tiny(folder, seed=7, name="b")["pretrained"]}
+    cache = {"cache_dir": str(tmp_path / "text")}
+
+    def embeddings(keys, **options):
+        return build("text_encoder", {"plugin": "clip-text", **keys, **cache, **options}).encode(VOCAB).embeddings
+
+    a = embeddings(first)
+    b = embeddings(second)
+    torch.testing.assert_close(b, embeddings(second, cache=False), rtol=0, atol=0)
+    assert not torch.allclose(a, b, atol=1e-3)
+    # the first weights file rewritten in place with the second's weights (same size, a later mtime)
+    weights = first["pretrained"]
+    st = os.stat(weights)
+    with open(second["pretrained"], "rb") as src:
+        data = src.read()
+    with open(weights, "wb") as dst:
+        dst.write(data)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    torch.testing.assert_close(embeddings(first), b, rtol=0, atol=0)

@@ -102,3 +102,51 @@ def test_per_class_rows():
     assert [(r["class"], r["split"], r["IoU"], r["gt_pixels"], r["pred_pixels"]) for r in rows] == [
         ("a", "seen", 100.0, 1, 1), ("b", "seen", 50.0, 1, 2), ("c", "unseen", 0.0, 1, 0),
     ]
+
+
+def test_a_class_in_neither_ground_truth_nor_prediction_is_not_averaged():
+    """Class 3 appears nowhere: under both rules it is left out of mIoU (not an IoU of 0) and its
+    IoU is NaN; class 2, only predicted, counts as 0 under the default rule alone."""
+    label = torch.tensor([[0, 0, 1, 1, -1]])
+    pred = torch.tensor([[0, 0, 1, 2, 3]])  # the ignore pixel's prediction (3) does not count either
+    default, gt_only = ConfusionMatrix(4), ConfusionMatrix(4, "gt")
+    for cm in (default, gt_only):
+        cm.update(pred, label)
+    assert default.count == "gt-or-pred"  # reference/ovseg.md: classes present in ground truth or prediction
+    assert np.isnan(default.per_class()["iou"][3]) and np.isnan(gt_only.per_class()["iou"][3])
+    assert default.summary()["mIoU"] == pytest.approx(100 * (1 + 0.5 + 0) / 3)
+    assert gt_only.summary()["mIoU"] == pytest.approx(100 * (1 + 0.5) / 2)
+
+
+def test_the_evaluator_counts_classes_by_the_reference_rule_by_default(tmp_path, toy_registry):
+    """An evaluation run with nothing said about counting, on data where the rule matters (class c is
+    only predicted, class d appears nowhere): mIoU over the classes present in ground truth or prediction,
+    recomputed here from the run's own confusion matrix."""
+    from PIL import Image
+    from safetensors.torch import load_file
+    from support import write
+
+    from ovframe.recipes import load_recipe
+    from ovframe.runner import run_recipe
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    (data / "classes.txt").write_text("a\nb\nc\nd\n")
+    label = np.zeros((16, 16), dtype=np.uint8)
+    label[:, 8:] = 1  # a on the left (black), b on the right (white)
+    for i in range(2):
+        Image.fromarray(np.stack([label * 255] * 3, -1)).save(data / "images" / f"i{i}.png")
+        Image.fromarray(label).save(data / "labels" / f"i{i}.png")
+    f = write(
+        tmp_path / "r.yaml",
+        f"name: r\noutput_dir: {tmp_path / 'runs'}\ndevice: cpu\ndataset: {{plugin: folder, root: {data}}}\n"
+        "proposals: {plugin: grid, cells: 3}\nclassifier: {plugin: mean-colour, colours: {a: [0, 0, 0], "
+        "b: [255, 255, 255], c: [128, 128, 128], d: [255, 0, 0]}}\nfuser: clip-only\n",
+    )
+    metrics = run_recipe(load_recipe(f, registry=toy_registry), toy_registry)
+    m = load_file(tmp_path / "runs" / "r" / "confusion.safetensors")["confusion"].double().numpy()
+    tp, gt, pred = np.diag(m), m.sum(1), m.sum(0)
+    present = (gt + pred) > 0
+    assert present.tolist() == [True, True, True, False] and gt[2] == 0 < pred[2]  # the data the rule is about
+    assert metrics["mIoU"] == pytest.approx(100 * np.mean(tp[present] / (gt + pred - tp)[present]))

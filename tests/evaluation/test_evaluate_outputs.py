@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 import noisy_oracle
@@ -116,3 +117,31 @@ def test_memory_stays_flat_over_2000_images(tmp_path, reg, monkeypatch):
     peak_after = max(rss for i, rss in samples if i >= 300)
     growth_mb = (peak_after - warm) / 2**20
     assert growth_mb < 20, f"RSS grew by {growth_mb:.1f} MB between image 300 and {n}: {samples}"
+
+
+@pytest.mark.parametrize("n, world", [(7, 2), (10, 3), (2, 3)])
+def test_shards_cover_every_image_once_when_the_count_does_not_divide(tmp_path, reg, monkeypatch, n, world):
+    """Each rank's share, run in this process with the collectives stood in for: together they count
+    every image exactly once (a split that drops the remainder loses the last n % world images) and
+    their matrices sum to the single process's."""
+    import torch.distributed as dist
+
+    from ovframe.recipes import load_recipe
+    from ovframe.runner import RunContext
+
+    data = make_folder(tmp_path / "data", n)
+    single = run(recipe(tmp_path / "one.yaml", data, tmp_path / "runs", name="one"), reg)
+    assert single["images"] == n
+    monkeypatch.setattr(dist, "all_gather_object", lambda out, obj: out.__setitem__(slice(None), [obj] * len(out)))
+    sharded = load_recipe(recipe(tmp_path / "shards.yaml", data, tmp_path / "runs", name="shards"), registry=reg)
+    done: list[str] = []
+    total = None
+    for rank in range(world):
+        ctx = RunContext(sharded, tmp_path / "runs" / "shards", reg, "cpu", rank, world)
+        ctx.component("task").run(ctx)
+        state = load_file(tmp_path / "runs" / "shards" / "state" / f"rank{rank}-of-{world}.safetensors")
+        total = state["confusion"] if total is None else total + state["confusion"]
+        with safe_open(str(tmp_path / "runs" / "shards" / "state" / f"rank{rank}-of-{world}.safetensors"), "pt") as f:
+            done += json.loads(f.metadata()["done"])
+    assert sorted(done) == sorted(f"img{i:05d}" for i in range(n))  # every image, none twice
+    np.testing.assert_array_equal(total.numpy(), load_file(tmp_path / "runs" / "one" / "confusion.safetensors")["confusion"].numpy())
