@@ -236,6 +236,11 @@ def validate(tree: Tree, registry: Registry, origin: str, memo: dict | None = No
         result = _validate_section(spec, options, memo)
         if isinstance(result, ValidationError):
             problems.extend(_problems(result, tree, (kind,), ["plugin", *spec.config.model_fields]))
+        elif isinstance(result, Exception):  # a plugin's validator crashed on input it did not expect
+            problems.append((tree.where((kind,)), kind, (
+                f"the options of {KINDS[kind].label[:-1]} {plugin!r} could not be checked: its validation failed with "
+                f"{type(result).__name__}: {result} (an option of a wrong type? compare with `ovframe plugins --json`)"
+            )))
         else:
             sections[kind] = Section(spec, result)
     if problems or top is None:
@@ -243,15 +248,17 @@ def validate(tree: Tree, registry: Registry, origin: str, memo: dict | None = No
     return Recipe(top.name, top, sections, origin, tree)
 
 
-def _validate_section(spec: ComponentSpec, options: dict[str, Any], memo: dict | None) -> ComponentConfig | ValidationError:
+def _validate_section(spec: ComponentSpec, options: dict[str, Any], memo: dict | None) -> ComponentConfig | Exception:
     key = None
     if memo is not None:
         key = (spec.kind, spec.name, _frozen(options))
         if key in memo:
             return memo[key]
     try:
-        result: ComponentConfig | ValidationError = spec.config.model_validate(options)
+        result: ComponentConfig | Exception = spec.config.model_validate(options)
     except ValidationError as e:
+        result = e
+    except Exception as e:  # noqa: BLE001 - a plugin's own validator may raise anything; never a traceback
         result = e
     if key is not None:
         memo[key] = result

@@ -22,8 +22,9 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from ..config import StrictModel
 from ..errors import BadInput, Location, RecipeError
 from ..registry import Registry
 from .locate import locate_beside
@@ -32,10 +33,9 @@ from .schema import Recipe, _problems, validate
 from .source import Loc, Tree, dotted, load_yaml_file
 
 
-class RecipeSetModel(BaseModel):
+class RecipeSetModel(StrictModel):
     """A recipe set: a base recipe and the variants to run from it."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
     description: str = ""
     base: str = Field(description="the base recipe: a path relative to this file, or a shipped recipe's name")

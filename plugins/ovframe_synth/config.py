@@ -67,10 +67,10 @@ class SynthDatasetConfig(ComponentConfig):
     @classmethod
     def _defaults_by_split(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            split = data.get("split", "val")
+            split = data.get("split", "val")  # any value: the field's own check reports a wrong one
             if data.get("labels") is None:
                 data = {**data, "labels": "seen" if split == "train" else "all"}
-            if data.get("num_images") is None and split in DEFAULT_IMAGES:
+            if data.get("num_images") is None and isinstance(split, str) and split in DEFAULT_IMAGES:
                 data = {**data, "num_images": DEFAULT_IMAGES[split]}
         return data
 

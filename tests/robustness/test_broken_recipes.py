@@ -229,3 +229,41 @@ def test_a_32768_variant_matrix_is_built_one_variant_at_a_time(tmp_path, toy_reg
     assert last.name == "__".join(f"x-{i}=1" for i in range(15)) and last.tree.data["x-14"] == 1
     small = expand(write(tmp_path / "small.yaml", "name: small\nbase: base.yaml\nmatrix:\n  dataset.n: [1, 2, 3]\n"))
     assert [r.sections["dataset"].config.n for r in validate_set(small, toy_registry)] == [1, 2, 3]
+
+
+def test_a_plugin_whose_validator_crashes_is_reported_not_raised(tmp_path, toy_registry, capsys):
+    """A plugin's own validator meeting input it did not expect (here a TypeError): exit 2 naming the
+    section, as found by the mutation tests in the synth dataset's `split: []`."""
+    from pydantic import model_validator
+
+    from ovframe import ComponentConfig, Fuser, hookimpl
+
+    class FragileConfig(ComponentConfig):
+        """Crashes on a list."""
+
+        weight: float = 1.0
+
+        @model_validator(mode="before")
+        @classmethod
+        def _fragile(cls, data):
+            return {**data, "weight": {data["weight"]: 1}[data["weight"]]} if "weight" in data else data
+
+    class Fragile(Fuser):
+        name = "fragile"
+        Config = FragileConfig
+
+        def fuse(self, proposals, scores, vocabulary):
+            raise NotImplementedError
+
+    class Plugin:
+        @hookimpl
+        def register_fusers(self, register):
+            register(Fragile)
+
+    toy_registry.add_plugin(Plugin(), name="fragile")
+    f = write(tmp_path / "r.yaml", GOOD.replace("fuser: clip-only", "fuser: {plugin: fragile, weight: [1]}"))
+    code, _, err = cli(capsys, "validate", str(f))
+    assert code == 2 and f"{f}:5:1: fuser: the options of fuser 'fragile' could not be checked" in err and "TypeError" in err
+    synth = write(tmp_path / "s.yaml", GOOD.replace("dataset: {plugin: toy, n: 2}", "dataset: {plugin: synth, split: []}"))
+    code, _, err = cli(capsys, "validate", str(synth))
+    assert code == 2 and "dataset.split" in err

@@ -6,7 +6,8 @@ inserted, deleted or cut; the file re-encoded as Latin-1 or UTF-16) and on the c
 A base that other recipes extend is also mutated in place, and the recipes extending it are checked.
 
 The share of the not-slow layer is a few examples per recipe (derandomized: the same examples every
-run); the `slow` test runs the long profile (many examples per recipe).
+run); the `slow` test runs the long profile (40 per recipe). A longer, random search:
+    OVFRAME_MUTATIONS=500 pytest -m slow tests/robustness/test_mutations.py
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -27,10 +29,10 @@ from ovframe.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
-QUICK = settings(max_examples=3, derandomize=True, database=None, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-LONG = settings(max_examples=60, derandomize=True, database=None, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+CAMPAIGN = int(os.environ.get("OVFRAME_MUTATIONS", "0"))  # e.g. 500: a longer, random search (not for CI)
+COMMON = dict(database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+QUICK = settings(max_examples=2, derandomize=True, **COMMON)
+LONG = settings(max_examples=CAMPAIGN or 40, derandomize=not CAMPAIGN, **COMMON)
 
 HOSTILE_TEXT = [
     "${", "${1BAD}", "${X:y}", "${}", "${A:-${B}}", "$${ok}", "pkg://ovframe_synth/../../../../etc/passwd",
