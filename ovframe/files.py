@@ -49,8 +49,9 @@ _PACKAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @functools.lru_cache(maxsize=1)
 def shipping_packages() -> frozenset[str]:
-    """Packages `pkg://` may name: ovframe and the top-level packages of the `ovframe` entry points
-    (first-party and installed third-party plugins). Read from package metadata; nothing is imported."""
+    """Packages `pkg://` may name (besides ovframe_* ones, such as ovframe_recipes): ovframe and the
+    top-level packages of the `ovframe` entry points (first-party and installed third-party plugins).
+    Read from package metadata; nothing is imported."""
     from importlib import metadata
 
     names = {"ovframe"}
@@ -64,7 +65,7 @@ def package_path_problem(text: str) -> str | None:
     package, sep, rel = text[len(PACKAGE_SCHEME):].partition("/")
     if not _PACKAGE_NAME.fullmatch(package):
         return f"{text}: expected pkg://PACKAGE/relative/path with PACKAGE a top-level package name (no dots)"
-    if package not in shipping_packages():
+    if package not in shipping_packages() and not package.startswith("ovframe_"):
         return (
             f"{text}: pkg:// names a file shipped in ovframe or in a plugin package "
             f"({', '.join(sorted(shipping_packages()))}), not in {package!r}"

@@ -307,6 +307,9 @@ class Trainer:
 
                     dist.barrier()
         if not last and self.log_path.exists():  # resumed after the end: report the logged end
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
-            last = json.loads(lines[-1]) if lines else {}
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            try:
+                last = json.loads(lines[-1]) if lines else {}
+            except ValueError:  # a line cut by a kill
+                last = {}
         return last

@@ -37,6 +37,7 @@ log = logging.getLogger("ovframe.clip")
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+MAX_CONFIG_BYTES = 16 * 2**20
 
 OVSEG_HINT = (
     "OVSeg's released CLIP ViT-L/14 (mask-prompt tuned): the link in the README of "
@@ -134,12 +135,15 @@ def architecture(model: str) -> Architecture:
     if is_path(model):
         path = resolve_path(model)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise BadInput(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB: not an open_clip model config")
             data = json.loads(raw)
         except OSError as e:
             raise BadInput(f"cannot read the model config {path}: {e.strerror or e}") from None
-        except ValueError as e:
-            raise BadInput(f"{path}: not valid JSON ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise BadInput(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
         cfg = data.get("model_cfg", data) if isinstance(data, dict) else None
         if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
             raise BadInput(

@@ -44,7 +44,16 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def file_architecture(path: str | Path) -> dict[str, Any] | None:
     meta = read_metadata(path)
-    return json.loads(meta[ARCH_KEY]) if ARCH_KEY in meta else None
+    if ARCH_KEY not in meta:
+        return None
+    try:
+        arch = json.loads(meta[ARCH_KEY])
+        int(arch["embed_dim"])
+    except (ValueError, TypeError, KeyError, RecursionError) as e:
+        raise BadInput(f"{path}: the architecture recorded in these weights cannot be read ({type(e).__name__}: {e}); get the file again") from None
+    if not isinstance(arch, dict):
+        raise BadInput(f"{path}: the architecture recorded in these weights is not a mapping; get the file again")
+    return arch
 
 
 def check_architecture(path: str | Path, cfg: MaskFormerConfig) -> dict[str, Any] | None:

@@ -118,6 +118,14 @@ def official_type(state: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+def _recorded(meta: dict[str, str], path: Path | None) -> SamArchitecture:
+    """The architecture a weights file records; BadInput when it cannot be read (a damaged or foreign file)."""
+    try:
+        return SamArchitecture.model_validate(json.loads(meta[ARCH_KEY]))
+    except (ValueError, TypeError, RecursionError) as e:  # JSON and pydantic errors alike
+        raise BadInput(f"{path}: the SAM architecture recorded in these weights cannot be read ({type(e).__name__}); get the file again") from None
+
+
 def architecture_for(model: Any, path: Path | None, state: dict[str, torch.Tensor] | None, meta: dict[str, str]) -> SamArchitecture:
     """The architecture to build: the recipe's `model`, else what the weights say."""
     if isinstance(model, SamArchitecture):
@@ -125,7 +133,7 @@ def architecture_for(model: Any, path: Path | None, state: dict[str, torch.Tenso
     if isinstance(model, str):
         return official_architecture(model)
     if ARCH_KEY in meta:
-        return SamArchitecture.model_validate(json.loads(meta[ARCH_KEY]))
+        return _recorded(meta, path)
     found = official_type(state) if state is not None else None
     if found is not None:
         return official_architecture(found)
@@ -160,7 +168,7 @@ def load_sam(model: Any, weights: str | Path | None) -> tuple[Any, SamArchitectu
     state, meta = read_state(path)
     arch = architecture_for(model, path, state, meta)
     if ARCH_KEY in meta and model is not None:
-        saved = SamArchitecture.model_validate(json.loads(meta[ARCH_KEY]))
+        saved = _recorded(meta, path)
         if saved != arch:
             diffs = [f"{k}: recipe {getattr(arch, k)!r}, weights {getattr(saved, k)!r}" for k in SamArchitecture.model_fields if getattr(arch, k) != getattr(saved, k)]
             raise BadInput(f"{path}: made for another SAM architecture than the recipe's: " + "; ".join(diffs) + " (or drop proposals.model to take the file's)")

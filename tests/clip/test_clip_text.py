@@ -211,7 +211,7 @@ def test_two_checkpoints_of_one_model_config_never_share_cached_embeddings(tmp_p
     cache = {"cache_dir": str(tmp_path / "text")}
 
     def embeddings(keys, **options):
-        return build("text_encoder", {"plugin": "clip-text", **keys, **cache, **options}).encode(VOCAB).embeddings
+        return build("text_encoder", {"plugin": "clip-text", "templates": "single", **keys, **cache, **options}).encode(VOCAB).embeddings
 
     a = embeddings(first)
     b = embeddings(second)

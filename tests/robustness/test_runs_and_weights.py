@@ -202,3 +202,29 @@ def test_an_unreadable_backbone_file_is_bad_input(tmp_path, monkeypatch, content
     with pytest.raises(BadInput, match="cannot be read as backbone weights"):
         load_timm_weights(torch.nn.Linear(1, 1), str(path), "resnet18")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("recorded", ["{not json", "[" * 100_000, '"a string"', '{"embed_dim": "x"}'])
+def test_weights_whose_recorded_architecture_is_damaged(tmp_path, recorded):
+    """Metadata of a weights file is input too: maskformer and SAM report it, they do not crash on it."""
+    from safetensors.torch import save_file
+
+    from ovframe_maskformer.config import MaskFormerConfig
+    from ovframe_maskformer.weights import ARCH_KEY as MF_KEY, check_architecture
+    from ovframe_sam.model import ARCH_KEY as SAM_KEY, architecture_for
+
+    path = tmp_path / "w.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={MF_KEY: recorded})
+    with pytest.raises(BadInput, match="cannot be read|not a mapping"):
+        check_architecture(path, MaskFormerConfig())
+    with pytest.raises(BadInput, match="cannot be read"):
+        architecture_for(None, path, None, {SAM_KEY: recorded})
+
+
+def test_a_clip_model_config_that_is_not_one(tmp_path):
+    from ovframe_clip.loading import architecture
+
+    for name, text in {"deep.json": "[" * 100_000 + "]" * 100_000, "bad.json": "{", "list.json": "[1, 2]"}.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(BadInput, match="not valid JSON|needs embed_dim"):
+            architecture(str(tmp_path / name))
