@@ -48,25 +48,28 @@ AXES = [
 ]
 
 
+def _write_until(path: Path, head: str, line: str, size: int) -> Path:
+    """`head`, then `line` formatted with i = 0, 1, 2 ... until the file holds `size` bytes."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head)
+        i = 0
+        while f.tell() < size:
+            f.write(line.format(i=i))
+            i += 1
+    return path
+
+
 def write_cases(folder: Path, mb: float, axes: int) -> dict[str, Path]:
     size = int(mb * 1e6)
     cases = {"small": DEMO}
-    names = folder / "names.yaml"
-    with open(names, "w", encoding="utf-8") as f:
-        f.write(f"extends: {DEMO}\nname: names\ntask: {{plugin: predict, inputs: [x.png]}}\ndataset: null\nvocabulary:\n  names:\n")
-        i = 0
-        while f.tell() < size:
-            f.write(f"    - class number {i}\n")
-            i += 1
-    cases["names"] = names
-    junk = folder / "junk.yaml"
-    with open(junk, "w", encoding="utf-8") as f:
-        f.write(f"extends: {DEMO}\nname: junk\nx-data:\n")
-        i = 0
-        while f.tell() < size:
-            f.write(f"  key{i}: {{a: [1, 2.5, three], b: {{c: {i}}}}}\n")
-            i += 1
-    cases["junk"] = junk
+    cases["names"] = _write_until(
+        folder / "names.yaml",
+        f"extends: {DEMO}\nname: names\ntask: {{plugin: predict, inputs: [x.png]}}\ndataset: null\nvocabulary:\n  names:\n",
+        "    - class number {i}\n", size,
+    )
+    cases["junk"] = _write_until(
+        folder / "junk.yaml", f"extends: {DEMO}\nname: junk\nx-data:\n", "  key{i}: {{a: [1, 2.5, three], b: {{c: {i}}}}}\n", size
+    )
     matrix = folder / "matrix.yaml"
     lines = [f"name: big-matrix\nbase: {DEMO}\nmatrix:"]
     lines += [f"  {key}: {values}" for key, values in AXES[:axes]]

@@ -74,7 +74,7 @@ def parse_override(text: str, origin: str = "") -> tuple[KeyPath, str]:
     where = f"{origin}: " if origin else ""
     if not sep or not key or any(not part.strip() for part in key.split(".")):
         raise BadInput(f"{where}bad override -o {text!r}: expected KEY.PATH=VALUE, for example -o fuser.lam=0.6")
-    path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    path = tuple(int(p) if p.isascii() and p.isdigit() else p for p in key.split("."))
     if isinstance(path[0], int):
         raise BadInput(f"{where}bad override -o {text!r}: a recipe's keys are names ({path[0]} is a list index)")
     return path, value

@@ -65,15 +65,6 @@ class Loc:
         return Loc(self.file, self.line, self.column, self.note, children, self.weak)
 
 
-def loc_like(value: Any, where: Location, weak_parents: bool = False) -> Loc:
-    """A Loc tree for `value` with every place set to `where` (values that come from the command line)."""
-    if isinstance(value, dict):
-        return Loc.at(where, {k: loc_like(v, where) for k, v in value.items()}, weak_parents)
-    if isinstance(value, list):
-        return Loc.at(where, [loc_like(v, where) for v in value])
-    return Loc.at(where)
-
-
 @dataclass
 class Tree:
     data: Any

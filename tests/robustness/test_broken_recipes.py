@@ -187,6 +187,7 @@ def test_a_mapping_set_by_o_is_placed_on_the_command_line(tmp_path, toy_registry
     [
         ("0=1", "a recipe's keys are names (0 is a list index)"),
         ("fuser..lam=1", "expected KEY.PATH=VALUE"),
+        ("²=${", "unknown key"),  # a digit to str.isdigit, not to int(); found by the mutation tests
         ("=1", "expected KEY.PATH=VALUE"),
         ("dataset.corrupt.5=1", "dataset.corrupt does not exist"),
         ("dataset.n.x.y=1", ""),
