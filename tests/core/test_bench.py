@@ -62,9 +62,10 @@ def test_stage_table_of_one_recipe(toy_recipe, toy_registry, tmp_path):
     assert [s for s in stages if s in PIPELINE_STAGES] == PIPELINE_STAGES  # in the order they run
     stage_shares = sum(share for stage, _, share, _ in rows[:-2])
     other = next(share for stage, _, share, _ in rows if stage == "other")
-    # the stages are timed one after another inside the measured wall time: never more than all of it,
-    # and the little Python between them is all that is left
-    assert 80.0 <= stage_shares <= 100.0 + 1e-9
+    # the stages are timed one after another inside the measured wall time, warm-up excluded from both:
+    # together never more than all of it (a stage counted twice, or warm-up time left in, would be);
+    # `other` is the rest (how much of it there is depends on the machine's load: not asserted)
+    assert 0.0 < stage_shares <= 100.0 + 1e-9 and other >= -1e-9
     assert stage_shares + other == pytest.approx(100.0)
     assert rows[-1][2] == pytest.approx(100.0)
     ms = {stage: v for stage, v, _, _ in rows}
