@@ -84,6 +84,9 @@ class SampleError(OvframeError):
         self.reason = reason
         super().__init__(f"{sample_id}: {reason}")
 
+    def __reduce__(self):  # travels from data-loader workers to the main process
+        return (type(self), (self.sample_id, self.reason))
+
 
 def damaged_state(path: object, error: BaseException, what: str, undo: str = "") -> BadInput:
     """The error for resume state that cannot be read: what to do, never a traceback."""

@@ -43,7 +43,12 @@ class ConfusionMatrix:
             raise ValueError(f"label values must be in [0, {k}) or {IGNORE_INDEX}, got {int(label.min())}..{int(label.max())}")
         if prediction.numel() and (int(prediction.min()) < 0 or int(prediction.max()) >= k):
             raise ValueError(f"predictions must be in [0, {k})")
-        self.matrix += torch.bincount(label * k + prediction, minlength=k * k).reshape(k, k)
+        cells = label * k + prediction
+        if k * k <= 4 * cells.numel():
+            self.matrix += torch.bincount(cells, minlength=k * k).reshape(k, k)
+        else:  # a large vocabulary: add only the cells this image touches (no K x K temporary)
+            touched, counts = torch.unique(cells, return_counts=True)
+            self.matrix.view(-1).index_add_(0, touched, counts)
 
     def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
         if other.num_classes != self.num_classes:

@@ -30,6 +30,10 @@ from .records import TEST_RESIZED_FROM, Proposals, RegionScores, RegionSelection
 
 Resolution = Literal["reference", "original"]
 RESOLUTIONS: tuple[str, ...] = ("reference", "original")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+CERTIFY_ROUNDS = 3
+"""Rounds of classifying what a certified selection cannot prove yet, before classifying all that is left."""
 
 TEXT_MEMO_SIZE = 8
 """Vocabularies whose embeddings a pipeline keeps in memory (least recently used ones are dropped)."""
@@ -45,6 +49,7 @@ class Pipeline:
         fuser: Fuser,
         timings=None,
         resolution: Resolution = "reference",
+        precision: str = "fp32",
     ):
         from .runner import Timings
 
@@ -60,6 +65,9 @@ class Pipeline:
             raise BadInput("this pipeline needs a `text_encoder:` section to embed the class names")
         if resolution not in RESOLUTIONS:
             raise BadInput(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+        if precision not in PRECISIONS:
+            raise BadInput(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.text_encoder = text_encoder
         self.proposals = proposals
         self.classifier = classifier
@@ -105,19 +113,35 @@ class Pipeline:
         text = self.encode(vocabulary)
         with self.timings.stage("test_resize"):
             seen = self.test_resize(samples)
-        with self.timings.stage("propose"):
+        seen = [self._to_device(s) for s in seen]
+        with self.timings.stage("propose"), self.autocast(self.proposals):
             proposals = self.proposals.propose(seen, text if self.proposals.needs_text else None)
         self.stats["images"] += len(samples)
         self.stats["proposals"] += sum(len(p) for p in proposals)
         scores = None
         if self.classifier is not None:
-            with self.timings.stage("classify"):
+            with self.timings.stage("classify"), self.autocast(self.classifier):
                 scores = self.classify(
                     seen, proposals, text if self.classifier.needs_text else None, vocabulary, [s.size for s in samples]
                 )
         with self.timings.stage("fuse"):
             options = {"return_scores": True} if return_scores else {}
             return self.fuser.fuse(proposals, scores, vocabulary, output_sizes=[s.size for s in samples], **options)
+
+    def autocast(self, component) -> "torch.autocast":
+        """Autocast to the recipe's precision on `component`'s device (a no-op for fp32). Components keep
+        what must stay fp32 (crops, softmaxes) outside it themselves; the fusers compute in fp32."""
+        device = torch.device(getattr(component, "device", "cpu"))
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def _to_device(self, sample: Sample) -> Sample:
+        """The sample's image on the proposal generator's device, copied without waiting (a pinned
+        image from the data loader overlaps the copy with the work already queued)."""
+        device = torch.device(getattr(self.proposals, "device", "cpu"))
+        if sample.image.device == device:
+            return sample
+        return replace(sample, image=sample.image.to(device, non_blocking=True))
 
     def classify(
         self,
@@ -138,15 +162,22 @@ class Pipeline:
         wanted = [s.classify for s in selections]
         classified = self._classify_rows(samples, proposals, wanted, text, vocabulary)
         scores = [_fill_skipped(c, sel) for c, sel in zip(classified, selections)]
-        if any(sel.certify for sel in selections):
+        rounds = 0
+        while any(sel.certify for sel in selections):
+            # the fuser names what it cannot prove yet; after CERTIFY_ROUNDS rounds, all that is left
             unproven = self.fuser.unproven(proposals, scores, selections, vocabulary, output_sizes)
             more = [u.to(torch.bool) & sel.certify for u, sel in zip(unproven, selections)]
-            if any(bool(m.any()) for m in more):
-                extra = self._classify_rows(samples, proposals, more, text, vocabulary)
-                scores = [
-                    RegionScores(torch.where(m[:, None], e.probs, s.probs), torch.where(m, e.valid, s.valid))
-                    for s, e, m in zip(scores, extra, more)
-                ]
+            if not any(bool(m.any()) for m in more):
+                break
+            rounds += 1
+            if rounds > CERTIFY_ROUNDS:
+                more = [m.any() & ~sel.classify.to(m.device) for m, sel in zip(more, selections)]
+            extra = self._classify_rows(samples, proposals, more, text, vocabulary)
+            scores = [
+                RegionScores(torch.where(m[:, None], e.probs, s.probs), torch.where(m, e.valid, s.valid))
+                for s, e, m in zip(scores, extra, more)
+            ]
+            selections = [replace(sel, classify=sel.classify | m.to(sel.classify.device)) for sel, m in zip(selections, more)]
         return scores
 
     def _classify_rows(

@@ -86,6 +86,14 @@ class Sample:
         """(H, W)."""
         return int(self.image.shape[1]), int(self.image.shape[2])
 
+    def pin_memory(self) -> "Sample":
+        """The sample with its tensors in page-locked memory (a DataLoader with pin_memory=True calls it),
+        so that copying them to a GPU does not wait."""
+        from dataclasses import replace
+
+        label = None if self.label is None else self.label.pin_memory()
+        return replace(self, image=self.image.pin_memory(), label=label)
+
 
 @dataclass(frozen=True)
 class TextEmbeddings:

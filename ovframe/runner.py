@@ -154,6 +154,7 @@ class RunContext:
             fuser=self.component("fuser"),
             timings=self.timings,
             resolution=self.recipe.top.resolution,
+            precision=self.recipe.top.precision,
         )
 
     def progress(

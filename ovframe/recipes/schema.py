@@ -75,6 +75,11 @@ class RecipeModel(StrictModel):
         "reference), cut the CLIP crops and fuse there, resize the fused scores to the image's size (the authors' "
         "order); original: crops and fusion at the image's own size from resized mask logits",
     )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="the proposal generator's and the region classifier's networks under autocast in bf16 or fp16 "
+        "(GPUs: faster, less memory); crops, softmaxes and fusion stay fp32. fp32: no autocast",
+    )
     task: dict[str, Any] | str = "evaluate"
     dataset: dict[str, Any] | str | None = None
     vocabulary: VocabularySpec | None = None

@@ -23,7 +23,11 @@ class EvaluateConfig(ComponentConfig):
     )
     save_every: float = Field(20.0, gt=0, description="seconds between saves of the resume state")
     visualize: int = Field(0, ge=0, description="write overlay PNGs of the first N images to overlays/")
-    workers: int = Field(0, ge=0, description="background processes that load images")
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="background processes that read images ahead while the pipeline works (2 batches each); "
+        "auto: one per spare CPU core, at most 4; 0: read in the main process",
+    )
     max_image_pixels: int = Field(
         DEFAULT_MAX_IMAGE_PIXELS, ge=1, description=MAX_PIXELS_HELP.format("listed in failures.csv and skipped")
     )

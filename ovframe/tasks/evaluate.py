@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -118,12 +119,25 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 def load_batches(
-    dataset: Dataset, indices: list[int], batch_size: int, workers: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    dataset: Dataset, indices: list[int], batch_size: int, workers: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    pin_memory: bool = False,
 ) -> Iterator[list]:
+    """Batches of (index, id, Sample or SampleError); with workers, read ahead in background processes
+    (two batches each) while the pipeline works; with pin_memory, in page-locked memory (GPU runs)."""
     loader = torch.utils.data.DataLoader(
-        _Indexed(dataset, indices, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=list
+        _Indexed(dataset, indices, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=list,
+        pin_memory=pin_memory, prefetch_factor=2 if workers else None, persistent_workers=False,
     )
     yield from loader
+
+
+def _workers(setting: int | str, images: int, batch_size: int) -> int:
+    """`auto`: one loader per spare core (at most 4), none when everything fits in one batch."""
+    if setting != "auto":
+        return int(setting)
+    if images <= batch_size:
+        return 0
+    return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
 class Evaluate(Task):
@@ -146,7 +160,9 @@ class Evaluate(Task):
         overlays = ctx.out_dir / "overlays"
         failures = FailureLog(ctx.out_dir, ctx.log)
         try:
-            batches = load_batches(dataset, todo, cfg.batch_size, cfg.workers, cfg.max_image_pixels)
+            on_gpu = torch.device(ctx.device).type == "cuda"
+            workers = _workers(cfg.workers, len(todo), cfg.batch_size)
+            batches = load_batches(dataset, todo, cfg.batch_size, workers, cfg.max_image_pixels, pin_memory=on_gpu)
             bar = ctx.progress(batches, total=-(-len(todo) // cfg.batch_size), desc=f"evaluate {ctx.recipe.name}")
             for batch in bar:
                 samples, indices = [], {}

@@ -122,16 +122,20 @@ class ClipRegionClassifier(RegionClassifier):
         if len(plan):
             text_emb = F.normalize(text.embeddings.to(self.device).float(), dim=-1)
             self.encoder.eval()
+            fp32 = torch.autocast(torch.device(self.device).type, enabled=False)  # crops, cosine and softmax
             for chunk in plan.chunks(self.config.chunk_size):
-                regions, masks = self.region_inputs(store, plan, chunk)
-                emb = F.normalize(self.encoder(regions, masks).float(), dim=-1)
-                if emb.shape[1] != text_emb.shape[1]:
-                    raise ValueError(
-                        f"region embeddings are {emb.shape[1]}-d, the text embeddings {text_emb.shape[1]}-d: the text "
-                        "encoder and the classifier must use the same CLIP"
-                    )
-                rows = plan.row[chunk.start : chunk.stop].to(self.device, non_blocking=True)
-                probs.index_copy_(0, rows, (self.config.temperature * emb @ text_emb.T).softmax(dim=-1))
+                with fp32:
+                    regions, masks = self.region_inputs(store, plan, chunk)
+                emb = self.encoder(regions, masks)  # under the pipeline's autocast, if any
+                with fp32:
+                    emb = F.normalize(emb.float(), dim=-1)
+                    if emb.shape[1] != text_emb.shape[1]:
+                        raise ValueError(
+                            f"region embeddings are {emb.shape[1]}-d, the text embeddings {text_emb.shape[1]}-d: the text "
+                            "encoder and the classifier must use the same CLIP"
+                        )
+                    rows = plan.row[chunk.start : chunk.stop].to(self.device, non_blocking=True)
+                    probs.index_copy_(0, rows, (self.config.temperature * emb @ text_emb.T).softmax(dim=-1))
         return [
             RegionScores(probs=p, valid=v.to(self.device, non_blocking=True))
             for p, v in zip(torch.split(probs, counts), plan.valid)

@@ -21,11 +21,13 @@ class SkipConfig(BaseModel):
     """Classify only the proposals that matter (docs/performance.md has the measured trade-off).
 
     Proposals are grouped: one whose binary mask (sigmoid > 0.5) overlaps a larger one's at IoU >=
-    share_iou joins it and takes its region scores. A group whose weighted masks are the strongest on at
-    most min_top_area of the image gets no region opinion (it then adds nothing to the fused map). Only
-    the largest proposal of each remaining group is classified. With certify (the default), every
-    proposal left out that could still change a label is classified after all, so the labels are
-    exactly those of classifying everything; without it, the approximation above is the result."""
+    share_iou joins it and takes its region scores. A group gets no region opinion (it then adds nothing
+    to the fused map) when its weighted masks are the strongest on at most min_top_area of the image,
+    or its largest member's mask covers less than min_area, or that member's no-object probability is
+    above max_no_object, or it is not among the top_k groups by objectness. Only the largest member of
+    each remaining group is classified. With certify (the default), every proposal left out that could
+    still change a label is then classified after all, so the labels are exactly those of classifying
+    everything; without it, the approximation above is the result."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     share_iou: float | None = Field(
@@ -35,6 +37,11 @@ class SkipConfig(BaseModel):
         0.0005, ge=0.0, lt=1.0,
         description="groups that are the strongest mask on at most this fraction of the pixels get no region opinion (null: never)",
     )
+    min_area: float | None = Field(None, ge=0.0, lt=1.0, description="groups whose mask covers less than this fraction of the image get none")
+    max_no_object: float | None = Field(
+        None, gt=0.0, le=1.0, description="groups whose no-object probability (from the proposal generator) is above this get none"
+    )
+    top_k: int | None = Field(None, ge=1, description="only the k groups the generator finds most object-like get one")
     certify: bool = Field(
         True, description="true: labels identical to classifying every proposal (skips only what is proven); false: the approximation"
     )

@@ -141,10 +141,12 @@ class RegionFuser(Fuser):
             if not bool(uncertain.any()):
                 out.append(torch.zeros_like(known))
                 continue
-            # an unknown proposal matters if it can add anything near an uncertain pixel (at the
-            # proposals' resolution, the pixels that the output resize reads)
-            reach = soft_masks(p.mask_logits)[:, _near(uncertain, p.mask_logits.shape[1:]).flatten()].amax(dim=1)
-            out.append(~known & (reach * (high - low).amax(dim=1) > 0))
+            # the unknown proposal that can move each uncertain pixel most (at the proposals'
+            # resolution, the pixels that the output resize reads) is classified next
+            slack = soft_masks(p.mask_logits)[:, _near(uncertain, p.mask_logits.shape[1:]).flatten()]
+            slack = slack * torch.where(known, 0.0, (high - low).amax(dim=1))[:, None]
+            top = slack.argmax(dim=0)[slack.amax(dim=0) > 0]
+            out.append(torch.zeros_like(known).index_fill_(0, top.unique(), True))
         return out
 
 

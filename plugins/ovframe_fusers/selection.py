@@ -5,8 +5,10 @@ the fused map, `strength` [N]: max_k of its weight when its region score is 1):
     groups    greedy by mask area: the largest ungrouped proposal starts a group and takes every
               ungrouped proposal whose binary mask overlaps its own at IoU >= share_iou
     top area  pixels where a member of the group has the strongest strength · sigmoid(mask)
-    selection the largest member of each group with a top area above min_top_area is classified and
-              the other members take its scores; groups at or below it get no region opinion
+    selection the largest member of each group that passes the criteria (top area above min_top_area,
+              area at least min_area, no-object probability at most max_no_object, among the top_k by
+              objectness) is classified and the other members take its scores; the other groups get
+              no region opinion
 Masks are compared on a grid of at most GRID_PIXELS pixels (every s-th row and column), which bounds
 the cost for large images. Proposals with an empty mask are always "classified": the classifier
 marks them invalid without a forward, and the fuser treats them as the reference does.
@@ -58,15 +60,35 @@ def select(proposals: Proposals, strength: torch.Tensor, config: SkipConfig) -> 
     logits = _grid(proposals.mask_logits.float())
     binary = logits > 0  # sigmoid > 0.5; NaN is background
     leader = group_by_overlap(binary, config.share_iou)
-    empty = ~binary.any(dim=1).cpu()
-    keep = torch.ones(n, dtype=torch.bool)
+    area = binary.sum(dim=1).cpu()
+    empty = area == 0
+    keep = torch.ones(n, dtype=torch.bool)  # per group leader
     if config.min_top_area is not None and n > 0:
         soft = torch.nan_to_num(logits.sigmoid(), nan=0.0) * strength.to(logits.device, torch.float32)[:, None]
         top = torch.bincount(soft.argmax(dim=0).cpu(), minlength=n)
         group_top = torch.zeros(n, dtype=torch.int64).index_add_(0, leader, top)
-        keep = group_top[leader] > config.min_top_area * logits.shape[1]
+        keep &= group_top > config.min_top_area * logits.shape[1]
+    if config.min_area is not None:
+        keep &= area >= config.min_area * logits.shape[1]
+    no_object = _no_object(proposals)
+    if config.max_no_object is not None:
+        keep &= no_object <= config.max_no_object
     is_leader = leader == torch.arange(n)
+    if config.top_k is not None:
+        candidates = torch.nonzero(is_leader & keep & ~empty).flatten()
+        order = candidates[torch.argsort(no_object[candidates], stable=True)]
+        keep &= ~torch.isin(torch.arange(n), order[config.top_k :])
+    keep = keep[leader]
     classify = (is_leader & keep) | empty
     source = torch.where(keep, leader, torch.full_like(leader, -1))
     device = proposals.mask_logits.device
     return RegionSelection(classify.to(device), source.to(device), config.certify)
+
+
+def _no_object(proposals: Proposals) -> torch.Tensor:
+    """float [N]: the generator's no-object probability (0 for rows without a class opinion)."""
+    if proposals.class_logits is None:
+        return torch.zeros(len(proposals))
+    has = proposals.has_classes
+    logits = torch.where(has[:, None], proposals.class_logits, torch.zeros_like(proposals.class_logits))
+    return (logits.float().softmax(dim=-1)[:, -1] * has).cpu()

@@ -114,7 +114,7 @@ class MaskFormerProposals(ProposalGenerator):
     def network_input(self, sample: Sample) -> torch.Tensor:
         """float [3, h, w], normalised: the image at its test size (resized here unless the pipeline has)."""
         cfg = self.config
-        img = sample.image.to(self.device).float()
+        img = sample.image.to(self.device, non_blocking=True).float()
         size = None if TEST_RESIZED_FROM in sample.meta else self.test_size(*sample.size)
         if size is not None and size != sample.size:
             img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
@@ -161,17 +161,23 @@ class MaskFormerProposals(ProposalGenerator):
         if self.text_model and text.model_id and text.model_id != self.text_model:
             log.warning("maskformer was trained against text encoder %s, now given %s", self.text_model, text.model_id)
         self.model.eval()
+        gpu = torch.device(self.device).type == "cuda"
+        if gpu:  # convolutions run faster on NHWC tensors there (a no-op once converted)
+            self.model.to(memory_format=torch.channels_last)
         proposals: list[Proposals | None] = [None] * len(samples)
         with torch.inference_mode():
             embeddings = text.embeddings.to(self.device).float()
             images = [self.network_input(s) for s in samples]
             for group in self.batches(images):
                 batch = self.pad([images[i] for i in group])
+                if gpu:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
                 out = self.model(batch, embeddings)
                 logits, masks = out["pred_logits"][-1], out["pred_masks"][-1]
                 for b, i in enumerate(group):
                     # the reference's undo: upsample to the padded size, crop the padding, resize to the sample
-                    m = F.interpolate(masks[b : b + 1], size=batch.shape[-2:], mode="bilinear", align_corners=False)
+                    # (in fp32 also under a bf16/fp16 autocast: mask logits are thresholded and fused later)
+                    m = F.interpolate(masks[b : b + 1].float(), size=batch.shape[-2:], mode="bilinear", align_corners=False)
                     h, w = images[i].shape[-2:]
                     m = m[:, :, :h, :w]
                     if (h, w) != samples[i].size:

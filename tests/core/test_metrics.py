@@ -150,3 +150,18 @@ def test_the_evaluator_counts_classes_by_the_reference_rule_by_default(tmp_path,
     present = (gt + pred) > 0
     assert present.tolist() == [True, True, True, False] and gt[2] == 0 < pred[2]  # the data the rule is about
     assert metrics["mIoU"] == pytest.approx(100 * np.mean(tp[present] / (gt + pred - tp)[present]))
+
+
+def test_a_large_vocabulary_counts_the_same_without_a_k_by_k_temporary():
+    """K = 300 on a 10 x 12 image takes the sparse update; a NumPy count is the reference."""
+    rng = np.random.default_rng(5)
+    k = 300
+    label = rng.integers(-1, k, size=(10, 12))
+    prediction = rng.integers(0, k, size=(10, 12))
+    cm = ConfusionMatrix(k)
+    cm.update(torch.tensor(prediction), torch.tensor(label))
+    cm.update(torch.tensor(prediction), torch.tensor(label))
+    want = np.zeros((k, k), dtype=np.int64)
+    keep = label != -1
+    np.add.at(want, (label[keep], prediction[keep]), 2)
+    np.testing.assert_array_equal(cm.matrix.numpy(), want)
