@@ -21,17 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS: list[tuple[str, dict | None]] = [
     ("every proposal (reference)", None),
     ("certify (exact)", {"certify": True}),
-    ("share 0.95", {"certify": False, "share_iou": 0.95, "min_top_area": None}),
-    ("share 0.85", {"certify": False, "share_iou": 0.85, "min_top_area": None}),
-    ("share 0.7", {"certify": False, "share_iou": 0.7, "min_top_area": None}),
-    ("top area > 0", {"certify": False, "share_iou": None, "min_top_area": 0.0}),
+    ("share 0.95", {"certify": False, "share_iou": 0.95, "min_top_area": False}),
+    ("share 0.85", {"certify": False, "share_iou": 0.85, "min_top_area": False}),
+    ("share 0.7", {"certify": False, "share_iou": 0.7, "min_top_area": False}),
+    ("top area > 0", {"certify": False, "share_iou": False, "min_top_area": 0.0}),
     ("share 0.9 + top area > 0", {"certify": False, "share_iou": 0.9, "min_top_area": 0.0}),
     ("share 0.85 + top area > 0", {"certify": False, "share_iou": 0.85, "min_top_area": 0.0}),
     ("share 0.85 + top area > 0.05 %", {"certify": False, "share_iou": 0.85, "min_top_area": 0.0005}),
     ("share 0.8 + top area > 0.05 %", {"certify": False, "share_iou": 0.8, "min_top_area": 0.0005}),
-    ("no-object <= 0.5", {"certify": False, "share_iou": None, "min_top_area": None, "max_no_object": 0.5}),
-    ("area >= 0.5 %", {"certify": False, "share_iou": None, "min_top_area": None, "min_area": 0.005}),
-    ("top 8 by objectness", {"certify": False, "share_iou": None, "min_top_area": None, "top_k": 8}),
+    ("no-object <= 0.5", {"certify": False, "share_iou": False, "min_top_area": False, "max_no_object": 0.5}),
+    ("area >= 0.5 %", {"certify": False, "share_iou": False, "min_top_area": False, "min_area": 0.005}),
+    ("top 8 by objectness", {"certify": False, "share_iou": False, "min_top_area": False, "top_k": 8}),
 ]
 QUICK = {"every proposal (reference)", "certify (exact)", "share 0.85 + top area > 0.05 %"}
 
@@ -39,7 +39,7 @@ QUICK = {"every proposal (reference)", "certify (exact)", "share 0.85 + top area
 def overrides(skip: dict | None) -> list[str]:
     if skip is None:
         return ["fuser.skip=null"]
-    return [f"fuser.skip.{k}={'null' if v is None else str(v).lower()}" for k, v in skip.items()]
+    return [f"fuser.skip.{k}={str(v).lower()}" for k, v in skip.items()]
 
 
 def main() -> None:

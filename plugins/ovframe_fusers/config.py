@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,12 +30,12 @@ class SkipConfig(BaseModel):
     everything; without it, the approximation above is the result."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    share_iou: float | None = Field(
-        0.85, gt=0.0, le=1.0, description="mask IoU at which a proposal reuses a larger one's region scores (null: never)"
+    share_iou: Annotated[float, Field(gt=0.0, le=1.0)] | Literal[False] = Field(
+        0.85, description="mask IoU at which a proposal reuses a larger one's region scores (false: never)"
     )
-    min_top_area: float | None = Field(
-        0.0005, ge=0.0, lt=1.0,
-        description="groups that are the strongest mask on at most this fraction of the pixels get no region opinion (null: never)",
+    min_top_area: Annotated[float, Field(ge=0.0, lt=1.0)] | Literal[False] = Field(
+        0.0005,
+        description="groups that are the strongest mask on at most this fraction of the pixels get no region opinion (false: never)",
     )
     min_area: float | None = Field(None, ge=0.0, lt=1.0, description="groups whose mask covers less than this fraction of the image get none")
     max_no_object: float | None = Field(

@@ -33,11 +33,12 @@ def _grid(mask_logits: torch.Tensor) -> torch.Tensor:
     return mask_logits[:, ::step, ::step].flatten(1)
 
 
-def group_by_overlap(binary: torch.Tensor, iou_thr: float | None) -> torch.Tensor:
-    """bool [N, P] masks -> int64 [N]: the index of each proposal's group leader (the largest member)."""
+def group_by_overlap(binary: torch.Tensor, iou_thr: float | bool) -> torch.Tensor:
+    """bool [N, P] masks -> int64 [N]: the index of each proposal's group leader (the largest member);
+    iou_thr False: every proposal is a group of its own."""
     n = binary.shape[0]
     leader = torch.arange(n)
-    if iou_thr is None or n == 0:
+    if iou_thr is False or n == 0:
         return leader
     b = binary.float()
     area = b.sum(1)
@@ -63,7 +64,7 @@ def select(proposals: Proposals, strength: torch.Tensor, config: SkipConfig) -> 
     area = binary.sum(dim=1).cpu()
     empty = area == 0
     keep = torch.ones(n, dtype=torch.bool)  # per group leader
-    if config.min_top_area is not None and n > 0:
+    if config.min_top_area is not False and n > 0:
         soft = torch.nan_to_num(logits.sigmoid(), nan=0.0) * strength.to(logits.device, torch.float32)[:, None]
         top = torch.bincount(soft.argmax(dim=0).cpu(), minlength=n)
         group_top = torch.zeros(n, dtype=torch.int64).index_add_(0, leader, top)
