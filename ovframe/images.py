@@ -67,13 +67,15 @@ def read_image(
         with Image.open(path) as im:
             if not downscale or im.width * im.height > DECODE_LIMIT:
                 check_size(im.size, path, sample_id, limit if not downscale else DECODE_LIMIT)
+            if downscale and im.width * im.height > limit:  # JPEG: decode at a reduced scale already
+                scale = math.sqrt(limit / (im.width * im.height))
+                im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
+            im.load()
+            im = ImageOps.exif_transpose(im).convert("RGB")  # EXIF orientation first: it may swap the sides
             if downscale and im.width * im.height > limit:
                 scale = math.sqrt(limit / (im.width * im.height))
                 target = (max(1, int(im.width * scale)), max(1, int(im.height * scale)))
-                im.draft("RGB", target)  # JPEG: decode at a reduced scale
-                im = im.convert("RGB").resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
-            im.load()
-            im = ImageOps.exif_transpose(im).convert("RGB")
+                im = im.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
     except SampleError:
         raise
     except Exception as e:  # whatever the decoder says: a truncated file, a bad header, a decompression bomb ...

@@ -93,6 +93,14 @@ def test_over_the_limit_is_shrunk_when_asked(tmp_path):
     assert h * w <= 10_000 and abs(w / h - 4 / 3) < 0.05
     with pytest.raises(SampleError, match="empty"):
         check_size((0, 5), "p", "x")
+    # a phone photo stored sideways (EXIF orientation 6): shrunk, and still turned upright
+    photo = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((300, 400, 3), dtype=np.uint8)).save(photo, exif=exif)
+    assert tuple(read_image(photo).shape) == (3, 400, 300)
+    h, w = read_image(photo, max_pixels=10_000, downscale=True).shape[1:]
+    assert h * w <= 10_000 and h > w
 
 
 def test_a_sliver_keeps_one_row_through_the_maskformer_resize():
