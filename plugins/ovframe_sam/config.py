@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
 from ovframe import ComponentConfig
@@ -110,6 +110,10 @@ class SamModelConfig(ComponentConfig):
         if isinstance(value, dict):
             return SamArchitecture.model_validate(value)
         raise ValueError("expected vit_b, vit_l, vit_h or an architecture mapping")
+
+    @field_serializer("model")
+    def _dump_model(self, value: Any) -> Any:
+        return value.model_dump(mode="json") if isinstance(value, SamArchitecture) else value
 
 
 class SamConfig(SamModelConfig):

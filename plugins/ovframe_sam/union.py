@@ -5,7 +5,9 @@ registry), concatenated per image in the order of `members`.
     class_logits [N, K+1] when any member classifies; the rows of class-agnostic members are NaN ("no class
                  opinion": the ensembles use the region classifier alone for them); None when no member does
     quality      every name any member gives, NaN in the rows of members that do not give it
-It needs the text embeddings when any member does.
+It needs the text embeddings when any member does. Under `resolution: reference` it sees the image at
+the first member's test size that is not None (MaskFormer's in a MaskFormer + SAM union); every member
+then works at that size.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ class UnionProposals(ProposalGenerator):
             spec = registry.get("proposals", plugin)
             out += spec.load().required_files(spec.config.model_validate(options))
         return out
+
+    def test_size(self, h: int, w: int) -> tuple[int, int] | None:
+        for member in self.members:
+            size = member.test_size(h, w)
+            if size is not None:
+                return size
+        return None
 
     def to(self, device: Any) -> "UnionProposals":
         super().to(device)

@@ -128,3 +128,20 @@ def test_bad_sam_options_exit_2_with_file_and_line(tmp_path):
     lines = out.stderr.splitlines()
     assert any("r.yaml:4:" in line and "image_size 100 is not a multiple of patch_size 16" in line for line in lines)
     assert any("r.yaml:5:" in line and "proposals.mask_logits" in line for line in lines)
+
+
+def test_union_sees_the_image_at_its_first_members_test_size(registry):
+    from ovframe_sam.union import UnionProposals
+
+    class Sized:
+        def __init__(self, size):
+            self.size = size
+
+        def test_size(self, h, w):
+            return self.size
+
+    union = UnionProposals.__new__(UnionProposals)
+    union.members = [Sized(None), Sized((64, 96)), Sized((32, 48))]
+    assert union.test_size(100, 150) == (64, 96)
+    union.members = [Sized(None)]
+    assert union.test_size(100, 150) is None
