@@ -38,6 +38,10 @@ CUBIC_A = -0.75
 WINDOW_PIXELS = 1 << 20
 """Pixels cut at once (a group of regions): 12 MB of float32 RGB, small enough to stay in cache."""
 
+GROUP_MIN, GROUP_WASTE = 8, 1.25
+"""A group of regions holds at least GROUP_MIN (per-group work is not free), then ends where padding its
+boxes to one size would cut GROUP_WASTE times their pixels."""
+
 DENSE_ROWS = 160
 """Inputs up to this many rows are resized by a matrix product (fast for short inputs), longer by tap gathers."""
 
@@ -340,16 +344,17 @@ def _resize_rows(planes: torch.Tensor, taps: torch.Tensor, weights: torch.Tensor
 
 
 def _groups(boxes: torch.Tensor, tall: int) -> Iterator[slice]:
-    """Consecutive runs of boxes (sorted by area, largest first) cut at one size: a run ends when padding
-    to its largest height (at most `tall` rows are cut) and width would more than double the pixels cut,
-    or pass WINDOW_PIXELS."""
+    """Consecutive runs of boxes (sorted by area, largest first) cut at one size: a run of at least
+    GROUP_MIN boxes ends when padding to its largest height (at most `tall` rows are cut) and width would
+    cut GROUP_WASTE times the pixels the boxes hold; any run ends before it passes WINDOW_PIXELS."""
     hs = (boxes[:, 3] - boxes[:, 1]).clamp(max=tall).tolist()
     ws = (boxes[:, 2] - boxes[:, 0]).tolist()
     start, hmax, wmax, area = 0, 0, 0, 0
     for i, (h, w) in enumerate(zip(hs, ws)):
         hmax2, wmax2, area2 = max(hmax, h), max(wmax, w), area + h * w
         padded = (i - start + 1) * hmax2 * wmax2
-        if i > start and (padded > 1.25 * area2 or padded > WINDOW_PIXELS):
+        wasteful = i - start >= GROUP_MIN and padded > GROUP_WASTE * area2
+        if i > start and (wasteful or padded > WINDOW_PIXELS):
             yield slice(start, i)
             start, hmax2, wmax2, area2 = i, h, w, h * w
         hmax, wmax, area = hmax2, wmax2, area2

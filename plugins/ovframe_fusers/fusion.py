@@ -41,6 +41,38 @@ def _resize(scores: torch.Tensor, hw: tuple[int, int], size: tuple[int, int]) ->
     return scores
 
 
+class _Chunks:
+    """The masks of one image, ready for per-class-chunk scores at the output size."""
+
+    def __init__(self, mask_logits: torch.Tensor, size: tuple[int, int] | None, k: int, chunk: int | None):
+        self.hw = (int(mask_logits.shape[1]), int(mask_logits.shape[2]))
+        self.size = self.hw if size is None else (int(size[0]), int(size[1]))
+        self.device = mask_logits.device
+        self.sig = soft_masks(mask_logits)
+        self.ranges = list(class_chunks(k, self.size[0] * self.size[1], chunk))
+
+    def scores(self, weights: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """float [B, H, W]: Σ_q weights[q, start:end] · sigmoid(mask_q), at the output size."""
+        return _resize(weights[:, start:end].to(self.device, torch.float32).T @ self.sig, self.hw, self.size)
+
+    def full(self, value: float, dtype=torch.float32) -> torch.Tensor:
+        return torch.full(self.size, value, dtype=dtype, device=self.device)
+
+
+class _RunningMax:
+    """The maximum over class chunks and its class (ties to the lower class, as argmax)."""
+
+    def __init__(self, chunks: _Chunks):
+        self.best = chunks.full(-torch.inf)
+        self.arg = chunks.full(0, torch.int64)
+
+    def update(self, scores: torch.Tensor, start: int) -> None:
+        top, idx = scores.max(dim=0)
+        better = top > self.best
+        self.best = torch.where(better, top, self.best)
+        self.arg = torch.where(better, idx + start, self.arg)
+
+
 def fuse_masks(
     weights: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -51,27 +83,18 @@ def fuse_masks(
     """weights float [N, K] (>= 0), mask_logits [N, h, w] -> labels int64 [H, W], scores float [K, H, W]
     or None, and confidence float [H, W] (the label's score over the sum of the class scores; 0 where
     all are 0). (H, W) = `size`, default (h, w)."""
-    n, k = weights.shape
-    hw = (int(mask_logits.shape[1]), int(mask_logits.shape[2]))
-    size = hw if size is None else (int(size[0]), int(size[1]))
-    device = mask_logits.device
-    sig = soft_masks(mask_logits)
-    weights = weights.to(device=device, dtype=torch.float32)
-    scores = torch.empty(k, *size, device=device) if return_scores else None
-    best = torch.full(size, -torch.inf, device=device)
-    arg = torch.zeros(size, dtype=torch.int64, device=device)
-    total = torch.zeros(size, device=device)
-    for start, end in class_chunks(k, size[0] * size[1], chunk):
-        s = _resize(weights[:, start:end].T @ sig, hw, size)  # [B, H, W]
+    k = weights.shape[1]
+    chunks = _Chunks(mask_logits, size, k, chunk)
+    scores = torch.empty(k, *chunks.size, device=chunks.device) if return_scores else None
+    top, total = _RunningMax(chunks), chunks.full(0.0)
+    for start, end in chunks.ranges:
+        s = chunks.scores(weights, start, end)
         if scores is not None:
             scores[start:end] = s
-        top, idx = s.max(dim=0)
-        better = top > best
-        best = torch.where(better, top, best)
-        arg = torch.where(better, idx + start, arg)
+        top.update(s, start)
         total += s.sum(dim=0)
-    confidence = best / total.clamp_min(torch.finfo(torch.float32).tiny) if k else total
-    return arg, scores, confidence
+    confidence = top.best / total.clamp_min(torch.finfo(torch.float32).tiny) if k else total
+    return top.arg, scores, confidence
 
 
 def certify(
@@ -91,30 +114,18 @@ def certify(
     explain (all terms are non-negative, so a relative margin of 4·N·ε covers both sums).
     Returns bool [H, W]."""
     n, k = low.shape
-    hw = (int(mask_logits.shape[1]), int(mask_logits.shape[2]))
-    size = hw if size is None else (int(size[0]), int(size[1]))
-    device = mask_logits.device
-    sig = soft_masks(mask_logits)
-    low = low.to(device=device, dtype=torch.float32)
-    high = high.to(device=device, dtype=torch.float32)
-    neg = torch.full(size, -torch.inf, device=device)
-    best_low, arg_low = neg.clone(), torch.zeros(size, dtype=torch.int64, device=device)
-    up1, up2, arg_up1 = neg.clone(), neg.clone(), torch.full(size, -1, dtype=torch.int64, device=device)
-    for start, end in class_chunks(k, size[0] * size[1], chunk):
-        lo = _resize(low[:, start:end].T @ sig, hw, size)
-        hi = _resize(high[:, start:end].T @ sig, hw, size)
-        top, idx = lo.max(dim=0)
-        better = top > best_low
-        best_low = torch.where(better, top, best_low)
-        arg_low = torch.where(better, idx + start, arg_low)
-        # running top-2 of the upper scores (values and the arg of the first)
-        two = hi.topk(min(2, end - start), dim=0)
+    chunks = _Chunks(mask_logits, size, k, chunk)
+    lower = _RunningMax(chunks)
+    up1, up2, arg_up1 = chunks.full(-torch.inf), chunks.full(-torch.inf), chunks.full(-1, torch.int64)
+    for start, end in chunks.ranges:
+        lower.update(chunks.scores(low, start, end), start)
+        # running top-2 of the upper scores (values, and the class of the first)
+        two = chunks.scores(high, start, end).topk(min(2, end - start), dim=0)
         c1 = two.values[0]
-        c2 = two.values[1] if end - start > 1 else neg
-        new1 = torch.maximum(up1, c1)
+        c2 = two.values[1] if end - start > 1 else chunks.full(-torch.inf)
         up2 = torch.maximum(torch.minimum(up1, c1), torch.maximum(up2, c2))
         arg_up1 = torch.where(c1 > up1, two.indices[0] + start, arg_up1)
-        up1 = new1
-    rival = torch.where(arg_up1 == arg_low, up2, up1)
+        up1 = torch.maximum(up1, c1)
+    rival = torch.where(arg_up1 == lower.arg, up2, up1)
     margin = 4.0 * max(n, 1) * torch.finfo(torch.float32).eps
-    return best_low > rival * (1.0 + margin) + torch.finfo(torch.float32).tiny
+    return lower.best > rival * (1.0 + margin) + torch.finfo(torch.float32).tiny
