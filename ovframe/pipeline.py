@@ -74,8 +74,18 @@ class Pipeline:
         self.fuser = fuser
         self.resolution = resolution
         self.timings = timings or Timings()
-        self.stats = {"images": 0, "proposals": 0, "regions_classified": 0}
+        self._counts = {"images": 0, "proposals": 0}
+        self._classified: list = []  # per batch, the regions classified (device tensors: read when asked)
         self._text: OrderedDict[Vocabulary, TextEmbeddings] = OrderedDict()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Images and proposals seen, and regions the classifier looked at (its CLIP forwards), so far.
+        (Counted on the device and read here, so that segmenting never waits for the count.)"""
+        if len(self._classified) > 1:
+            self._classified = [torch.stack([c.to(self._classified[0].device) for c in self._classified]).sum()]
+        classified = int(self._classified[0]) if self._classified else 0
+        return {**self._counts, "regions_classified": classified}
 
     def encode(self, vocabulary: Vocabulary) -> TextEmbeddings | None:
         if self.text_encoder is None:
@@ -116,8 +126,8 @@ class Pipeline:
         seen = [self._to_device(s) for s in seen]
         with self.timings.stage("propose"), self.autocast(self.proposals):
             proposals = self.proposals.propose(seen, text if self.proposals.needs_text else None)
-        self.stats["images"] += len(samples)
-        self.stats["proposals"] += sum(len(p) for p in proposals)
+        self._counts["images"] += len(samples)
+        self._counts["proposals"] += sum(len(p) for p in proposals)
         scores = None
         if self.classifier is not None:
             with self.timings.stage("classify"), self.autocast(self.classifier):
@@ -157,7 +167,7 @@ class Pipeline:
         selections = self.fuser.select_regions(proposals, vocabulary)
         if selections is None:
             scores = self.classifier.classify(samples, proposals, text, vocabulary)
-            self.stats["regions_classified"] += sum(int(s.valid.sum()) for s in scores)
+            self._classified += [s.valid.sum() for s in scores]
             return scores
         wanted = [s.classify for s in selections]
         classified = self._classify_rows(samples, proposals, wanted, text, vocabulary)
@@ -203,7 +213,7 @@ class Pipeline:
             probs[i] = s.probs
             valid[i] = s.valid
             out.append(RegionScores(probs, valid))
-            self.stats["regions_classified"] += int(s.valid.sum())
+            self._classified.append(s.valid.sum())
         return out
 
 
