@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ovframe import ComponentConfig
+from ovframe.config import StrictModel
 
 ProposalProbs = Literal["softmax-drop-no-object", "softmax-over-classes"]
 InvalidRegions = Literal["clip-ones", "drop"]
@@ -17,7 +18,7 @@ PROPOSAL_PROBS_HELP = (
 )
 
 
-class SkipConfig(BaseModel):
+class SkipConfig(StrictModel):
     """Classify only the proposals that matter (docs/performance.md has the measured trade-off).
 
     Proposals are grouped: one whose binary mask (sigmoid > 0.5) overlaps a larger one's at IoU >=
@@ -29,7 +30,7 @@ class SkipConfig(BaseModel):
     still change a label is then classified after all, so the labels are exactly those of classifying
     everything; without it, the approximation above is the result."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
     share_iou: Annotated[float, Field(gt=0.0, le=1.0)] | Literal[False] = Field(
         0.85, description="mask IoU at which a proposal reuses a larger one's region scores (false: never)"
     )
