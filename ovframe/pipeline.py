@@ -82,10 +82,12 @@ class Pipeline:
     def stats(self) -> dict[str, int]:
         """Images and proposals seen, and regions the classifier looked at (its CLIP forwards), so far.
         (Counted on the device and read here, so that segmenting never waits for the count.)"""
+        self._sum_classified()
+        return {**self._counts, "regions_classified": int(self._classified[0]) if self._classified else 0}
+
+    def _sum_classified(self) -> None:
         if len(self._classified) > 1:
             self._classified = [torch.stack([c.to(self._classified[0].device) for c in self._classified]).sum()]
-        classified = int(self._classified[0]) if self._classified else 0
-        return {**self._counts, "regions_classified": classified}
 
     def encode(self, vocabulary: Vocabulary) -> TextEmbeddings | None:
         if self.text_encoder is None:
@@ -134,6 +136,8 @@ class Pipeline:
                 scores = self.classify(
                     seen, proposals, text if self.classifier.needs_text else None, vocabulary, [s.size for s in samples]
                 )
+        if len(self._classified) > 1024:  # a long-lived pipeline whose stats nobody reads stays small
+            self._sum_classified()
         with self.timings.stage("fuse"):
             options = {"return_scores": True} if return_scores else {}
             return self.fuser.fuse(proposals, scores, vocabulary, output_sizes=[s.size for s in samples], **options)
@@ -202,7 +206,10 @@ class Pipeline:
         assert self.classifier is not None
         index = [torch.nonzero(r.to(p.mask_logits.device)).flatten() for r, p in zip(rows, proposals)]
         subsets = [
-            Proposals(p.mask_logits[i], None if p.class_logits is None else p.class_logits[i]) for p, i in zip(proposals, index)
+            Proposals(
+                p.mask_logits[i], None if p.class_logits is None else p.class_logits[i], {k: v[i] for k, v in p.quality.items()}
+            )
+            for p, i in zip(proposals, index)
         ]
         got = self.classifier.classify(samples, subsets, text, vocabulary)
         out = []

@@ -175,3 +175,29 @@ def test_uncertified_skipping_shares_duplicates_and_drops_what_is_nowhere_strong
     assert torch.equal(fast.segment(samples[:1], vocab)[0].labels, want)
     assert (sel.source[~sel.classify] >= -1).all() and sel.classify.sum() < len(sel.classify)
     np.testing.assert_array_equal((sel.source[sel.classify & (sel.source >= 0)]).numpy(), torch.nonzero(sel.classify & (sel.source >= 0)).flatten().numpy())
+
+
+def test_the_text_memo_keeps_the_last_vocabularies_used():
+    from ovframe.pipeline import TEXT_MEMO_SIZE
+
+    class Counting(_NoText):
+        def __init__(self):
+            self.calls = 0
+
+        def encode(self, vocabulary):
+            self.calls += 1
+            return vocabulary
+
+    samples, tables, _ = world(0, images=1)
+    pipe = pipeline(tables, None)
+    pipe.text_encoder = Counting()
+    vocabularies = [Vocabulary((f"v{i}",)) for i in range(TEXT_MEMO_SIZE + 1)]
+    for v in vocabularies[:TEXT_MEMO_SIZE]:
+        pipe.encode(v)
+    pipe.encode(vocabularies[0])  # used again: now the most recent
+    pipe.encode(vocabularies[-1])  # one too many: the least recently used (v1) goes
+    assert pipe.text_encoder.calls == TEXT_MEMO_SIZE + 1
+    pipe.encode(vocabularies[0])
+    assert pipe.text_encoder.calls == TEXT_MEMO_SIZE + 1
+    pipe.encode(vocabularies[1])
+    assert pipe.text_encoder.calls == TEXT_MEMO_SIZE + 2 and len(pipe._text) == TEXT_MEMO_SIZE
