@@ -172,6 +172,16 @@ def _image_id(image: Any, index: int) -> str:
     return f"image{index}"
 
 
+def _check_fit(recipe: Any, registry: Any) -> None:
+    """The recipe's pipeline segments unlabelled images here: refuse what cannot (before any model loads)."""
+    from .compat import problems
+
+    parts = {k: (s.spec.name, s.config) for k, s in recipe.sections.items() if k in SEGMENTER_KINDS}
+    found = problems(parts, registry, labelled=False)
+    if found:
+        raise BadInput(f"{recipe.origin}: " + "; ".join(f"{p.section}: {p.message}" for p in found))
+
+
 class Segmenter:
     """A recipe's pipeline (text encoder, proposals, classifier + adapter, fuser), built once; call it
     on images with any vocabulary. Text embeddings are computed once per vocabulary."""
@@ -192,7 +202,8 @@ class Segmenter:
         if batch_size < 1:
             raise BadInput(f"batch_size must be at least 1, got {batch_size}")
         registry = get_registry()
-        recipe_ = load_recipe(recipe, list(overrides), registry=registry)
+        recipe_ = load_recipe(recipe, list(overrides), registry=registry, fit="pipeline")
+        _check_fit(recipe_, registry)
         needed = []
         for kind in SEGMENTER_KINDS:  # the dataset's files are not needed to segment your images
             section = recipe_.section(kind)

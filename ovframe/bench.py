@@ -116,7 +116,7 @@ class _Bench:
         from .runner import RunContext, Timings, required_files, resolve_device, seed_everything
 
         registry = get_registry()
-        recipe = load_recipe(job.recipe, job.overrides, registry=registry)
+        recipe = load_recipe(job.recipe, job.overrides, registry=registry, fit="pipeline")
         check_recipe(recipe, job.inputs)
         check_required_files(required_files(recipe, PIPELINE_KINDS))
         device = resolve_device(recipe.top.device)

@@ -25,6 +25,7 @@ examples:
   ovframe validate recipes                           check every recipe under a folder
   ovframe show demo                                  the resolved recipe, every default filled in
   ovframe plugins --json                             installed plugins and their components
+  ovframe plugins geometric-ensemble                 one component's options: type, default, description
   ovframe bench demo --images 40                     images/s, ms and share per stage, peak memory
   ovframe export demo --stage classifier             the classifier (with its adapter) as ONNX, checked by onnxruntime
 
@@ -85,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recipes", help="list the recipes shipped with ovframe", description="List the shipped recipes, by the name `ovframe run NAME` takes, with what each one is.")
     p.add_argument("--paths", action="store_true", help="also print where each file is")
 
-    p = sub.add_parser("plugins", help="list installed plugins and their components", description="List plugins, their versions, hooks and the components they add.")
+    p = sub.add_parser(
+        "plugins", help="list installed plugins and their components, or one component's options",
+        description="List plugins, their versions, hooks and the components they add, plugins left out by "
+        "OVFRAME_PLUGINS/OVFRAME_BLOCK_PLUGINS, and clashes between plugins. With NAME (a component or a plugin): "
+        "its options (type, default, description) and what it needs from a recipe.",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="a component (geometric-ensemble, clip-masked-crop ...) or a plugin (fusers ...)")
     p.add_argument("--json", action="store_true", help="machine-readable output (with each component's options schema)")
 
     p = sub.add_parser("predict", help="segment your images with your vocabulary", description="Segment image files and folders with the classes you name; writes overlay PNGs with a legend, label PNGs and JSON.")
@@ -174,13 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- commands -------------------------------------------------------------------------------
 
 
-def _load_any(path: str, overrides: Sequence[str], keep: bool = True, raw=None):
+def _load_any(path: str, overrides: Sequence[str], keep: bool = True, raw=None, *, fit: str = "task", runnable: bool = False):
     """A recipe, or the list of a recipe set's variant recipes (with keep=False: a set's variants are
-    validated, not kept). `raw`: the file's own tree, when the caller has read it."""
+    validated, not kept). `raw`: the file's own tree, when the caller has read it. `fit`: what the command
+    does with the recipe's components (ovframe.recipes.schema.Fit): run its task, segment without it, or
+    build one. `runnable`: also name the sections its task needs and it lacks (fragments excepted)."""
     from .recipes import expand, is_recipe_set, load_tree, validate_set
     from .recipes.locate import locate_recipe
     from .recipes.resolve import apply_overrides, place_by_overrides
-    from .recipes.schema import validate
+    from .recipes.schema import check_runnable, validate
     from .recipes.source import load_yaml_file
     from .registry import get_registry
 
@@ -189,9 +198,12 @@ def _load_any(path: str, overrides: Sequence[str], keep: bool = True, raw=None):
     raw = raw if raw is not None else load_yaml_file(Path(path))
     if is_recipe_set(raw):
         rset = expand(path, raw)
-        return rset, validate_set(rset, registry, overrides, keep=keep)
+        return rset, validate_set(rset, registry, overrides, keep=keep, runnable=runnable)
     tree = place_by_overrides(apply_overrides(load_tree(path, loaded=raw), overrides, registry, path), overrides)
-    return None, validate(tree, registry, path)
+    recipe = validate(tree, registry, path, fit=fit)  # type: ignore[arg-type]
+    if runnable and not recipe.top.abstract:
+        check_runnable(recipe, registry)
+    return None, recipe
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -211,7 +223,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for f in files:
         try:
-            rset, recipes = _load_any(str(f), args.overrides, keep=False)
+            rset, recipes = _load_any(str(f), args.overrides, keep=False, runnable=True)
         except BadInput as e:  # every file is checked and reported, whatever is wrong with one
             failed += 1
             print(f"FAIL {f}\n{e}", file=sys.stderr)
@@ -256,7 +268,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             from .recipes import validate_set
 
-            validate_set(rset, registry, args.overrides, keep=False)
+            validate_set(rset, registry, args.overrides, keep=False, runnable=True)
             print(f"{rset.name}: {len(rset.variants)} variants")
             for v in rset.variants:
                 settings = ", ".join(f"{k}={v2}" for k, v2 in v.settings.items())
@@ -268,6 +280,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         import yaml
 
+        from .recipes.schema import check_runnable
+
+        check_runnable(recipe, registry)
         print(yaml.safe_dump(recipe.resolved(), sort_keys=False), end="")
         return 0
     from .runner import run_recipe
@@ -308,7 +323,9 @@ def _leading_comment(path: Path) -> list[str]:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .registry import KINDS, get_registry
 
-    registry = get_registry()
+    registry = get_registry(allow_conflicts=True)  # this command shows the clashes the others refuse to run with
+    if args.name:
+        return _plugin_details(registry, args.name, args.json)
     if args.json:
         out = {
             "plugins": [
@@ -335,6 +352,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 ]
                 for kind in KINDS
             },
+            "not_loaded": [{"name": s.name, "distribution": s.distribution, "reason": s.reason} for s in registry.skipped.values()],
+            "warnings": registry.warnings,
+            "conflicts": registry.conflicts,
         }
         print(json.dumps(out, indent=2))
         return 0
@@ -343,6 +363,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{p.name} ({p.distribution} {p.version}){status}")
         for kind, names in p.components.items():
             print(f"  {KINDS[kind].label}: {', '.join(names)}")
+    for skipped in registry.skipped.values():
+        print(f"{skipped.name} ({skipped.distribution})  NOT LOADED: {skipped.reason}")
     print()
     for kind, info in KINDS.items():
         specs = sorted(registry.components[kind].values(), key=lambda s: s.name)
@@ -351,6 +373,59 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"  {spec.name:<28} {spec.summary}")
         if not specs:
             print("  (none)")
+    for warning in registry.warnings:
+        print(f"\nwarning: {warning}")
+    if registry.conflicts:
+        from .registry import conflicts_message
+
+        print(f"\nCONFLICTS: every other command refuses to run until they are resolved.\n{conflicts_message(registry.conflicts)}")
+    print("\nOne component's options: ovframe plugins NAME")
+    return 0
+
+
+def _plugin_details(registry, name: str, as_json: bool) -> int:
+    """`ovframe plugins NAME`: the components called NAME (any kind), else those of plugin NAME."""
+    import difflib
+
+    from .describe import declarations, docstring, options, options_table
+    from .registry import KINDS
+
+    specs = [registry.components[kind][name] for kind in KINDS if name in registry.components[kind]]
+    if not specs and name in registry.plugins:
+        specs = [registry.components[kind][n] for kind, names in registry.plugins[name].components.items()
+                 for n in names if registry.components[kind][n].plugin == name]
+    if not specs:
+        skipped = registry.skipped.get(name) or next(
+            (s for s in (registry.skipped_provider(kind, name) for kind in KINDS) if s is not None), None)
+        if skipped is not None:
+            raise BadInput(f"{name!r}: plugin {skipped.name!r} ({skipped.distribution}) is installed but not loaded: {skipped.reason}")
+        known = sorted({n for table in registry.components.values() for n in table} | set(registry.plugins))
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else " `ovframe plugins` lists them."
+        raise BadInput(f"no component or plugin is called {name!r}.{hint}")
+    if as_json:
+        out = [
+            {
+                "kind": spec.kind, "name": spec.name, "plugin": spec.plugin, "distribution": spec.distribution,
+                "version": registry.plugins[spec.plugin].version, "description": docstring(spec.config),
+                "declares": declarations(spec.config, spec.kind),
+                "options": [o.to_json() for o in options(spec.config)], "schema": spec.config.model_json_schema(),
+            }
+            for spec in specs
+        ]
+        print(json.dumps({"components": out}, indent=2, default=str))
+        return 0
+    for i, spec in enumerate(specs):
+        plugin = registry.plugins[spec.plugin]
+        print(("\n" if i else "") + f"{KINDS[spec.kind].label[:-1]} {spec.name}  (recipe section `{spec.kind}:`; plugin {plugin.name}, {plugin.distribution} {plugin.version})")
+        for line in docstring(spec.config).splitlines():
+            print(f"  {line}".rstrip())
+        declared = declarations(spec.config, spec.kind)
+        if declared:
+            print("  declares: " + ", ".join(f"{k}={v if v == 'depends on options' else json.dumps(v)}" for k, v in declared.items()))
+        print()
+        print(options_table(spec.config))
+        print(f"\n  in a recipe: {spec.kind}: {{plugin: {spec.name}, OPTION: VALUE ...}}")
     return 0
 
 
@@ -433,7 +508,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         specs.append((compare, list(args.overrides) + list(args.compare_overrides)))
     recipes = []
     for path, overrides in specs:  # validated here first: a bad recipe fails before any child starts
-        rset, recipe = _load_any(path, overrides)
+        rset, recipe = _load_any(path, overrides, fit="pipeline")
         if rset is not None:
             raise BadInput(f"{path} is a recipe set; bench takes single recipes (compare two with --compare)")
         _complete(recipe)
@@ -460,7 +535,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not args.tolerance > 0:
         raise BadInput(f"--tolerance must be positive (got {args.tolerance})")
-    rset, recipe = _load_any(args.recipe, args.overrides)
+    rset, recipe = _load_any(args.recipe, args.overrides, fit="none")
     if rset is not None:
         raise BadInput(f"{args.recipe} is a recipe set; export one of its variants' recipes")
     _complete(recipe)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import types
 import typing
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -231,9 +231,38 @@ class ComponentConfig(StrictModel):
     Unknown keys are rejected; instances are frozen so that a built component cannot drift from the
     recipe that describes it. Subclasses document each field (the docs and `ovframe plugins --json`
     show them).
+
+    The class variables below declare what the component needs from the rest of its recipe. They live
+    here, not on the component class, so that `ovframe validate` checks a recipe's components against
+    each other (ovframe.compat) without importing any of them (no torch, no weights). Each kind of
+    component reads its own; a subclass sets them plainly (`needs_text = False`), or as a property when
+    they depend on the values (a `union` of generators needs text when one of its members does).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
+
+    # proposals, classifier
+    needs_text: ClassVar[bool] = True
+    """Reads the class names' text embeddings (a `text_encoder:` is needed). A proposal generator that does
+    not is class-agnostic: its proposals carry no class logits."""
+    needs_labels: ClassVar[bool] = False
+    """Reads the samples' ground-truth labels (the oracle analyses): only tasks that segment labelled samples can use it."""
+    # classifier (the adapters it takes), adapter (the classifiers it fits)
+    adapter_family: ClassVar[str | None] = None
+    """A classifier: the family of adapters it takes (None: none). An adapter: the family it belongs to
+    (None: any classifier that takes adapters). `clip` for ovframe_clip's."""
+    # fuser
+    needs_classifier: ClassVar[bool] = True
+    """Fuses the region classifier's scores (a `classifier:` is needed)."""
+    needs_proposal_classes: ClassVar[bool] = True
+    """Uses the proposals' own class opinion (a class-agnostic generator cannot feed it)."""
+    # task
+    needs_sections: ClassVar[tuple[str, ...]] = ()
+    """Recipe sections the task builds; each must be there."""
+    runs_pipeline: ClassVar[bool] = False
+    """Segments images with the recipe's pipeline (proposals -> classifier -> fuser): the pipeline's rules apply."""
+    labelled_samples: ClassVar[bool] = True
+    """The samples it segments carry ground-truth labels (False for `predict`: the user's own images)."""
 
 
 class TrainingConfig(ComponentConfig):

@@ -1,7 +1,9 @@
 """The interfaces of the pipeline's stages. Records are defined in ovframe.records.
 
 Every component declares `name` (its recipe key) and `Config` (a ComponentConfig subclass) and is
-built from a validated Config: `Component(config)`. The data flow, top to bottom:
+built from a validated Config: `Component(config)`. What a component needs from the rest of its recipe
+(text embeddings, a classifier, class logits ...) is declared on its Config (ovframe.config), read by
+`ovframe validate` without importing the component, and shown here as properties. The data flow, top to bottom:
 
     Dataset[i] -> Sample
     TextEncoder.encode(Vocabulary) -> TextEmbeddings
@@ -67,8 +69,11 @@ class TextEncoder(Component):
 
 
 class ProposalGenerator(Component):
-    needs_text: ClassVar[bool] = True
-    """False for class-agnostic generators, which are then given text=None."""
+    @property
+    def needs_text(self) -> bool:
+        """False for class-agnostic generators, which are then given text=None (declared on the Config:
+        `needs_text = False`)."""
+        return self.config.needs_text
 
     def test_size(self, h: int, w: int) -> "tuple[int, int] | None":
         """The (h', w') this generator wants to see an (h, w) image at (its test-time resize), or None
@@ -98,8 +103,11 @@ class Adapter(Component):
 
 
 class RegionClassifier(Component):
-    needs_text: ClassVar[bool] = True
-    """False for classifiers that do not read the class names (the oracle); they are given text=None."""
+    @property
+    def needs_text(self) -> bool:
+        """False for classifiers that do not read the class names (the oracle); they are given text=None
+        (declared on the Config)."""
+        return self.config.needs_text
 
     @abstractmethod
     def classify(
@@ -117,8 +125,15 @@ class RegionClassifier(Component):
 
 
 class Fuser(Component):
-    needs_classifier: ClassVar[bool] = True
-    needs_proposal_classes: ClassVar[bool] = True
+    @property
+    def needs_classifier(self) -> bool:
+        """Whether it fuses region scores (declared on the Config)."""
+        return self.config.needs_classifier
+
+    @property
+    def needs_proposal_classes(self) -> bool:
+        """Whether it uses the proposals' class logits (declared on the Config)."""
+        return self.config.needs_proposal_classes
 
     @abstractmethod
     def fuse(

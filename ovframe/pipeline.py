@@ -53,16 +53,13 @@ class Pipeline:
     ):
         from .runner import Timings
 
-        if fuser.needs_classifier and classifier is None:
-            raise BadInput(f"fuser {fuser.name!r} needs a `classifier:` section (or use fuser: proposal-only)")
-        if fuser.needs_proposal_classes and not proposals.needs_text:
-            raise BadInput(
-                f"fuser {fuser.name!r} needs class logits from the proposals, but {proposals.name!r} is "
-                f"class-agnostic; use fuser: clip-only"
-            )
-        needs_text = proposals.needs_text or (classifier is not None and classifier.needs_text)
-        if needs_text and text_encoder is None:
-            raise BadInput("this pipeline needs a `text_encoder:` section to embed the class names")
+        from .compat import problems
+
+        parts = {kind: (c.name, c.config) for kind, c in
+                 (("text_encoder", text_encoder), ("proposals", proposals), ("classifier", classifier), ("fuser", fuser)) if c is not None}
+        found = problems(parts)
+        if found:
+            raise BadInput("; ".join(f"{p.section}: {p.message}" for p in found))
         if resolution not in RESOLUTIONS:
             raise BadInput(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         if precision not in PRECISIONS:

@@ -71,6 +71,25 @@ def lazy(target: str, *, name: str, config: type[ComponentConfig]) -> Lazy:
     return Lazy(target, name, config)
 
 
+DECLARATIONS = tuple(sorted(name for name in ComponentConfig.__class_vars__ if not name.startswith("_")))
+"""What a component needs from its recipe (needs_text, needs_classifier ...): declared on its Config."""
+
+
+def check_declarations(cls: type, plugin: str) -> None:
+    """A component class must not declare what its Config declares (ovframe.config): `ovframe validate` reads
+    the Config without importing the class, so a value set on the class would be seen by the run only."""
+    for klass in cls.__mro__:
+        if klass.__module__ == "ovframe.interfaces":
+            break
+        for name in DECLARATIONS:
+            if name in vars(klass) and not isinstance(vars(klass)[name], property):
+                raise PluginError(
+                    f"plugin {plugin!r}: {cls.__module__}.{cls.__qualname__} sets {name} = {vars(klass)[name]!r} on the "
+                    f"component class; declare it on its Config instead ({name} = ... in "
+                    f"{getattr(cls, 'Config', ComponentConfig).__name__}), where `ovframe validate` reads it without importing the component"
+                )
+
+
 @dataclass
 class ComponentSpec:
     """One registered component."""
@@ -107,6 +126,7 @@ class ComponentSpec:
                     f"{getattr(cls, 'name', None)!r} and Config={getattr(cls, 'Config', None)!r}, but it was "
                     f"registered as {self.name!r} with {self.config.__name__}"
                 )
+            check_declarations(cls, self.plugin)
             self._cls = cls
         return self._cls
 
@@ -134,14 +154,34 @@ def _env_list(var: str) -> set[str] | None:
     return {p.strip() for p in value.split(",") if p.strip()}
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An installed plugin that the environment told ovframe not to load."""
+
+    name: str
+    distribution: str
+    value: str  # the entry point's "module" (or "module:object")
+    reason: str  # "blocked by OVFRAME_BLOCK_PLUGINS=..." / "not in OVFRAME_PLUGINS=..."
+    fix: str  # what to do to load it
+
+
 class Registry:
-    """Plugins and the components they register, by kind and name."""
+    """Plugins and the components they register, by kind and name.
+
+    Loading never stops at the first problem: plugins that fail to import, names in the allow/block
+    lists that no installed plugin has (`warnings`), and clashes (two plugins of one name, one component
+    name registered twice: `conflicts`) are all collected; `check()` refuses a registry with conflicts,
+    naming every one, and `ovframe plugins` shows them.
+    """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.components: dict[str, dict[str, ComponentSpec]] = {k: {} for k in KINDS}
+        self.skipped: dict[str, Skipped] = {}
+        self.warnings: list[str] = []
+        self.conflicts: list[str] = []
 
     # -- loading -------------------------------------------------------------------------
     def load_builtins(self) -> None:
@@ -150,17 +190,29 @@ class Registry:
 
     def load_entry_points(self) -> None:
         allow, block = _env_list(ALLOW_ENV), _env_list(BLOCK_ENV) or set()
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in block or (allow is not None and ep.name not in allow):
-                continue
+        entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+        self._check_env_names(allow, block, {ep.name for ep in entry_points})
+        for ep in entry_points:
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
+            if ep.name in block:
+                reason = f"blocked by {BLOCK_ENV}={os.environ.get(BLOCK_ENV, '')}"
+                fix = f"take {ep.name!r} out of {BLOCK_ENV} (or unset it)"
+            elif allow is not None and ep.name not in allow:
+                reason = f"not in {ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')}"
+                fix = f"add {ep.name!r} to {ALLOW_ENV} (or unset it: all plugins load)"
+            else:
+                reason = fix = ""
+            if reason:
+                self.skipped.setdefault(ep.name, Skipped(ep.name, dist, ep.value, reason, fix))
+                continue
             if ep.name in self.plugins:
                 other = self.plugins[ep.name]
-                raise PluginError(
-                    f"two plugins are named {ep.name!r}: one from {other.distribution}, one from {dist}. "
-                    f"Uninstall one, or block it with {BLOCK_ENV}."
+                self.conflicts.append(
+                    f"two plugins are named {ep.name!r}: one from {other.distribution} {other.version} ({other.module}), "
+                    f"one from {dist} {version} ({ep.value}); only the first is loaded"
                 )
+                continue
             try:
                 module = ep.load()
             except Exception as e:  # a broken third-party plugin must not take the others down
@@ -171,10 +223,27 @@ class Registry:
                     file=sys.stderr,
                 )
                 continue
-            self.add_plugin(module, name=ep.name, distribution=dist, version=version)
+            self.add_plugin(module, name=ep.name, distribution=dist, version=version, strict=False)
 
-    def add_plugin(self, plugin: Any, *, name: str, distribution: str = "?", version: str | None = None) -> None:
-        """Register a plugin object (a module, usually) and collect the components it registers."""
+    def _check_env_names(self, allow: set[str] | None, block: set[str], installed: set[str]) -> None:
+        """Names in the allow/block lists that no installed plugin has (a typo) are warned about."""
+        known = installed | {"ovframe"}
+        for var, names in ((ALLOW_ENV, allow or set()), (BLOCK_ENV, block)):
+            for name in sorted(names - known):
+                close = difflib.get_close_matches(name, sorted(installed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                message = (f"{var} names {name!r}, which no installed plugin is called{hint}; "
+                           f"installed: {', '.join(sorted(installed)) or 'none'}")
+                self.warnings.append(message)
+                print(f"ovframe: warning: {message}", file=sys.stderr)
+
+    def add_plugin(
+        self, plugin: Any, *, name: str, distribution: str = "?", version: str | None = None, strict: bool = True
+    ) -> None:
+        """Register a plugin object (a module, usually) and collect the components it registers.
+
+        A component name another plugin already registered is a conflict: with `strict` (the default,
+        for plugins added by code) PluginError names them all; otherwise it is kept in `conflicts`."""
         if version is None:
             try:
                 version = metadata.version(distribution)
@@ -192,12 +261,15 @@ class Registry:
             ) from e
         info = PluginInfo(name, distribution, version, getattr(plugin, "__name__", repr(plugin)))
         self.plugins[name] = info
+        before = len(self.conflicts)
         for kind in KINDS.values():
             for impl in getattr(self.pm.hook, kind.hook).get_hookimpls():
                 if impl.plugin_name != name:
                     continue
                 info.hooks.append(kind.hook)
                 impl.function(register=self._register_callback(kind.section, info))
+        if strict and len(self.conflicts) > before:
+            raise PluginError(conflicts_message(self.conflicts[before:]))
 
     def _register_callback(self, kind: str, info: PluginInfo) -> Callable[..., None]:
         def register(component: type | Lazy) -> None:
@@ -211,18 +283,27 @@ class Registry:
                 raise PluginError(
                     f"plugin {info.name!r}: {kind} {name!r} needs a Config subclassing ovframe.ComponentConfig"
                 )
+            if isinstance(target, type):
+                check_declarations(target, info.name)
             table = self.components[kind]
             if name in table:
                 other = table[name]
-                raise PluginError(
+                self.conflicts.append(
                     f"{KINDS[kind].label[:-1]} {name!r} is registered twice: by plugin {other.plugin!r} "
-                    f"({other.distribution}) and by plugin {info.name!r} ({info.distribution}). "
-                    f"Block one with {BLOCK_ENV}."
+                    f"({other.distribution}) and by plugin {info.name!r} ({info.distribution})"
                 )
+                info.components.setdefault(kind, []).append(name)
+                return
             table[name] = ComponentSpec(kind, name, config, target, info.name, info.distribution)
             info.components.setdefault(kind, []).append(name)
 
         return register
+
+    def check(self) -> "Registry":
+        """This registry, or PluginError naming every conflict (each command but `ovframe plugins` refuses to run)."""
+        if self.conflicts:
+            raise PluginError(conflicts_message(self.conflicts))
+        return self
 
     # -- lookup --------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> ComponentSpec:
@@ -233,12 +314,36 @@ class Registry:
 
     def unknown_message(self, kind: str, name: str) -> str:
         table = self.components[kind]
+        label = KINDS[kind].label[:-1]
+        skipped = self.skipped_provider(kind, name)
+        if skipped is not None:
+            warnings = "".join(f" ({w})" for w in self.warnings)
+            return (f"unknown {label} {name!r}: plugin {skipped.name!r} ({skipped.distribution}) registers it, but it is not "
+                    f"loaded: {skipped.reason}. To use it, {skipped.fix}.{warnings}")
         close = difflib.get_close_matches(name, list(table), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         broken = [p.name for p in self.plugins.values() if p.error]
         if broken:
             hint += f" (plugins that failed to load: {', '.join(broken)})"
-        return f"unknown {KINDS[kind].label[:-1]} {name!r}; registered: {', '.join(sorted(table)) or 'none'}.{hint}"
+        if self.skipped:
+            hint += f" (plugins not loaded: {'; '.join(f'{s.name}, {s.reason}' for s in self.skipped.values())})"
+        for warning in self.warnings:
+            hint += f" ({warning})"
+        return f"unknown {label} {name!r}; registered: {', '.join(sorted(table)) or 'none'}.{hint}"
+
+    def skipped_provider(self, kind: str, name: str) -> Skipped | None:
+        """The plugin left out by OVFRAME_PLUGINS/OVFRAME_BLOCK_PLUGINS that would register `name` (its light
+        registration module is imported into a scratch registry to find out; one that fails is passed over)."""
+        for skipped in self.skipped.values():
+            scratch = Registry()
+            try:
+                module = importlib.import_module(skipped.value.partition(":")[0])
+                scratch.add_plugin(module, name=skipped.name, distribution=skipped.distribution, strict=False)
+            except Exception:  # noqa: BLE001 - a plugin blocked because it is broken must not break the message
+                continue
+            if name in scratch.components[kind]:
+                return skipped
+        return None
 
     def build(self, kind: str, section: dict[str, Any]) -> Any:
         """Build a component from a recipe section: {"plugin": name, **options}."""
@@ -249,15 +354,25 @@ class Registry:
 _registry: Registry | None = None
 
 
-def get_registry() -> Registry:
-    """The process-wide registry, loaded on first use."""
+def get_registry(*, allow_conflicts: bool = False) -> Registry:
+    """The process-wide registry, loaded on first use. PluginError when two plugins clash (every clash is
+    named), unless `allow_conflicts` (what `ovframe plugins` uses to show them)."""
     global _registry
     if _registry is None:
         registry = Registry()
         registry.load_builtins()
         registry.load_entry_points()
         _registry = registry
-    return _registry
+    return _registry if allow_conflicts else _registry.check()
+
+
+def conflicts_message(conflicts: list[str]) -> str:
+    lines = "\n".join(f"  - {c}" for c in conflicts)
+    return (
+        f"{len(conflicts)} plugin conflict(s):\n{lines}\n"
+        f"Uninstall one of each pair, or block one with {BLOCK_ENV}=NAME[,NAME...] (by plugin name). "
+        f"`ovframe plugins` lists every plugin and what it registers."
+    )
 
 
 def reset_registry() -> None:

@@ -360,15 +360,22 @@ def _run_logging(out_dir: Path, rank: int) -> Iterator[None]:
             h.close()
 
 
-def run_recipe(recipe: Recipe, registry: Registry, *, fresh: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
+def run_recipe(
+    recipe: Recipe, registry: Registry, *, fresh: bool = False, out_dir: Path | None = None, check_files: bool = True
+) -> dict[str, Any]:
     """Run one validated recipe; return its metrics.
 
     With `out_dir`, write there with no resume guard (one-off commands such as `ovframe predict`);
     otherwise into <output_dir>/<name>/, resuming or refusing as the module docstring says.
+    `check_files=False`: the caller has checked the recipe's required files (a recipe set, once for all).
     """
     import json
 
-    check_required_files(required_files(recipe))
+    from .recipes.schema import check_runnable
+
+    check_runnable(recipe, registry)
+    if check_files:
+        check_required_files(required_files(recipe))
     with _process_group() as (rank, world, local_rank), contextlib.ExitStack() as held:
         finished, previous = False, ""
         if out_dir is not None:

@@ -64,12 +64,12 @@ class GridConfig(ComponentConfig):
     """Class-agnostic proposals: the image cut into a grid of cells."""
 
     cells: int = 2
+    needs_text = False
 
 
 class GridProposals(ProposalGenerator):
     name = "grid"
     Config = GridConfig
-    needs_text = False
 
     def propose(self, samples, text=None):
         out = []
@@ -89,12 +89,12 @@ class MeanColourConfig(ComponentConfig):
 
     colours: dict[str, list[int]]
     other_distance: float = 60.0
+    needs_text = False
 
 
 class MeanColourClassifier(RegionClassifier):
     name = "mean-colour"
     Config = MeanColourConfig
-    needs_text = False
 
     def classify(self, samples, proposals, text, vocabulary):
         out = []

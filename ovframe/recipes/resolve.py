@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from ..errors import BadInput, Location, RecipeError
 from ..registry import KINDS, Registry
 from .locate import locate_beside, locate_recipe
-from .schema import Recipe, RecipeModel, validate
+from .schema import Fit, Recipe, RecipeModel, validate
 from .source import KeyPath, Loc, Tree, dotted, load_yaml_file, merge, parse_yaml
 
 
@@ -276,14 +276,14 @@ def place_by_overrides(tree: Tree, overrides: Sequence[str], key: str = "name") 
     return set_scalars(tree, [((key,), f"{value}+{suffix}", tree.loc.children[key])])
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None, *, fit: Fit = "task") -> Recipe:
     """Load, merge, override and validate a recipe: a file, or a shipped recipe by name (`demo`).
     The run keeps the recipe's `name` (`ovframe run` also places the run by the overrides:
-    place_by_overrides)."""
+    place_by_overrides). `fit`: what its components are used for (see schema.validate)."""
     from ..registry import get_registry
 
     registry = registry or get_registry()
     path = locate_recipe(path)
     tree = load_tree(path)
     tree = apply_overrides(tree, overrides, registry, str(path))
-    return validate(tree, registry, str(path))
+    return validate(tree, registry, str(path), fit=fit)

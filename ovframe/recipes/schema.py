@@ -163,6 +163,18 @@ class Recipe:
         return out
 
 
+def check_runnable(recipe: Recipe, registry: Registry | None = None) -> None:
+    """RecipeError naming every section the recipe's task needs and the recipe does not have (what `ovframe
+    validate` and the start of a run check: fragments being assembled may lack them)."""
+    from ..compat import problems
+
+    parts = {k: (s.spec.name, s.config) for k, s in recipe.sections.items()}
+    found = [p for p in problems(parts, registry) if p.section == "task"]
+    if found:
+        where = recipe.tree.where(("task", "plugin")) if isinstance(recipe.top.task, dict) else recipe.tree.where(("task",))
+        raise RecipeError([(where, "task", p.message) for p in found])
+
+
 def _message(err: dict[str, Any]) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "value_error":
@@ -207,8 +219,14 @@ def _strip_union_tags(path: KeyPath, tree: Tree) -> KeyPath:
     return tuple(out)
 
 
-def validate(tree: Tree, registry: Registry, origin: str, memo: dict | None = None) -> Recipe:
-    """Validate a resolved recipe tree (extends merged, overrides applied); every problem is reported.
+Fit = Literal["task", "pipeline", "none"]
+"""What a recipe's components must fit (ovframe.compat): its task (run, validate, show, predict), a
+segmentation pipeline without the task (bench, Segmenter), or nothing (export builds one component)."""
+
+
+def validate(tree: Tree, registry: Registry, origin: str, memo: dict | None = None, *, fit: Fit = "task") -> Recipe:
+    """Validate a resolved recipe tree (extends merged, overrides applied); every problem is reported,
+    and whether its components fit together for what the caller does with them (`fit`).
 
     `memo` (a dict kept across calls) remembers each distinct section's validation: the variants of a
     recipe set share most of their sections."""
@@ -248,6 +266,14 @@ def validate(tree: Tree, registry: Registry, origin: str, memo: dict | None = No
             )))
         else:
             sections[kind] = Section(spec, result)
+    if not problems and top is not None and not top.abstract and fit != "none":  # do the components fit? (their Configs say)
+        from ..compat import problems as misfits
+
+        parts = {k: (s.spec.name, s.config) for k, s in sections.items() if fit == "task" or k != "task"}
+        for p in misfits(parts, registry, missing=False):
+            raw = data.get(p.section, RecipeModel.model_fields[p.section].default)
+            path = (p.section, "plugin") if isinstance(raw, dict) and "plugin" in raw else (p.section,)
+            problems.append((tree.where(path), p.section, p.message))
     if problems or top is None:
         raise RecipeError(problems)
     return Recipe(top.name, top, sections, origin, tree)

@@ -29,7 +29,7 @@ from ..errors import BadInput, Location, RecipeError
 from ..registry import Registry
 from .locate import locate_beside
 from .resolve import apply_override, apply_overrides, is_plain_setting, load_tree, parse_override, place_by_overrides, set_scalars
-from .schema import Recipe, _problems, validate
+from .schema import Recipe, _problems, check_runnable, validate
 from .source import Loc, Tree, dotted, load_yaml_file
 
 
@@ -222,10 +222,12 @@ def expand(path: str | Path, tree: Tree | None = None) -> RecipeSet:
     return RecipeSet(model, path, variants)
 
 
-def validate_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] = (), keep: bool = True) -> list[Recipe]:
+def validate_set(
+    rset: RecipeSet, registry: Registry, overrides: Sequence[str] = (), keep: bool = True, runnable: bool = False
+) -> list[Recipe]:
     """Validate every variant; all problems of all variants are reported together (the first
     MAX_PROBLEMS of them). With keep=False nothing is kept (a matrix of any size in bounded memory)
-    and the list is empty."""
+    and the list is empty. `runnable`: also name the sections each variant's task needs and it lacks."""
     recipes: list[Recipe] = []
     problems: list = []
     memo: dict = {}
@@ -233,6 +235,8 @@ def validate_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] =
         try:
             tree = place_by_overrides(apply_overrides(v.tree, overrides, registry, str(rset.path)), overrides, "output_dir")
             recipe = validate(tree, registry, f"{rset.path} [{v.name}]", memo)
+            if runnable:
+                check_runnable(recipe, registry)
             if keep:
                 recipes.append(recipe)
         except RecipeError as e:

@@ -16,6 +16,9 @@ MAX_PIXELS_HELP = (
 class EvaluateConfig(ComponentConfig):
     """Segment every image of the dataset and score it: mIoU, fwIoU, mACC, pACC, per class, seen/unseen."""
 
+    needs_sections = ("dataset", "proposals", "fuser")
+    runs_pipeline = True
+
     batch_size: int = Field(1, ge=1, description="images per pipeline call")
     max_images: int | None = Field(None, ge=1, description="evaluate only the first N images of the dataset")
     count: Literal["gt-or-pred", "gt"] = Field(
@@ -35,6 +38,10 @@ class EvaluateConfig(ComponentConfig):
 
 class PredictConfig(ComponentConfig):
     """Segment the user's own images with the recipe's vocabulary; write overlays, label PNGs and JSON."""
+
+    needs_sections = ("proposals", "fuser")
+    runs_pipeline = True
+    labelled_samples = False
 
     inputs: list[str] = Field(min_length=1, description="image files and/or folders of images")
     batch_size: int = Field(2, ge=1, description="images per pipeline call (bounds memory)")

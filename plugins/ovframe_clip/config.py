@@ -66,6 +66,8 @@ class ClipTextConfig(ClipModelConfig):
 class MaskedCropConfig(ClipModelConfig):
     """CLIP on masked region crops (OVSeg): box of the thresholded mask, background filled, resized to CLIP's input."""
 
+    adapter_family = "clip"
+
     mask_thr: float = Field(
         0.5, gt=0.0, lt=1.0, description="sigmoid(mask) above this is the region (reference: 0.4 Swin-B, 0.5 R101c, 0.35 demo)"
     )
@@ -78,6 +80,8 @@ class MaskedCropConfig(ClipModelConfig):
 class BackgroundCropConfig(ClipModelConfig):
     """CLIP on region boxes with the background kept (the paper's ablation: worse than masking)."""
 
+    adapter_family = "clip"
+
     mask_thr: float = Field(0.5, gt=0.0, lt=1.0, description="sigmoid(mask) above this is the region")
     expand_ratio: float = Field(1.0, gt=0.0, description="scale of the tight box about its centre (1.0: none)")
     temperature: float = Field(100.0, gt=0.0, description="logits = temperature x cosine similarity")
@@ -86,6 +90,8 @@ class BackgroundCropConfig(ClipModelConfig):
 
 class MaskPromptConfig(ComponentConfig):
     """Mask prompt tuning: learnable tokens replace the patches that are entirely background."""
+
+    adapter_family = "clip"
 
     depth: int = Field(3, ge=1, description="number of layers whose masked patch tokens are replaced (1 = input only)")
     shared: bool = Field(False, description="one token per layer for all patches ([depth, 1, width]) instead of one per patch")
@@ -101,12 +107,16 @@ class MaskPromptConfig(ComponentConfig):
 class FullFinetuneConfig(ComponentConfig):
     """Full fine-tuning: the whole image tower is trained (the text tower stays frozen)."""
 
+    adapter_family = "clip"
+
     weights: str | None = Field(None, description="image-tower weights trained by train-adapter (.safetensors)")
     sha256: str | None = None
 
 
 class MaskPromptFinetuneConfig(ComponentConfig):
     """MPT+FT: mask prompts on top of a fully fine-tuned image tower (only the prompts are trained)."""
+
+    adapter_family = "clip"
 
     depth: int = Field(3, ge=1, description="layers whose masked patch tokens are replaced")
     shared: bool = Field(False, description="one token per layer for all patches")
@@ -166,3 +176,9 @@ class TrainAdapterConfig(TrainingConfig):
     weight_decay: float | None = Field(None, ge=0, description="default: the adapter's (MPT 0, FT 0.2)")
     schedule: Literal["poly", "cosine", "constant"] = "cosine"
     workers: int = Field(0, ge=0, description="background processes that load and crop the pairs")
+
+    @property
+    def needs_sections(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The adapter, its CLIP classifier and text encoder; the dataset too when pairs are its segments."""
+        sources = self.pairs if isinstance(self.pairs, list) else [self.pairs]
+        return ("classifier", "adapter", "text_encoder") + (("dataset",) if any(s.source == "segments" for s in sources) else ())

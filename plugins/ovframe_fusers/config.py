@@ -54,11 +54,15 @@ SKIP_HELP = "classify only the proposals that matter (null: all of them, the ref
 class ProposalOnlyConfig(ComponentConfig):
     """The proposal generator's own class opinion only (no CLIP): MaskFormer semantic fusion."""
 
+    needs_classifier = False
+
     proposal_probs: ProposalProbs = Field("softmax-drop-no-object", description=PROPOSAL_PROBS_HELP)
 
 
 class ClipOnlyConfig(ComponentConfig):
     """The region classifier's opinion only (the reference's λ <= 0 switch, named)."""
+
+    needs_proposal_classes = False
 
     invalid_regions: InvalidRegions = Field(
         "drop", description="proposals the classifier marked invalid: drop (contribute nothing) or clip-ones (p = 1 for every class)"
@@ -68,6 +72,8 @@ class ClipOnlyConfig(ComponentConfig):
 
 class GeometricEnsembleConfig(ComponentConfig):
     """OVSeg's geometric ensemble p = p_proposal^(1-λ) · p_clip^λ, then MaskFormer semantic fusion."""
+
+    needs_proposal_classes = False  # class-agnostic rows (SAM) have no proposal opinion: p = p_clip there
 
     lam: float = Field(0.7, ge=0.0, le=1.0, description="λ, the weight of the region classifier (ADE 0.7, PC 0.6, VOC 0.45)")
     proposal_probs: ProposalProbs = Field("softmax-drop-no-object", description=PROPOSAL_PROBS_HELP)
@@ -79,6 +85,8 @@ class GeometricEnsembleConfig(ComponentConfig):
 
 class SeenUnseenEnsembleConfig(ComponentConfig):
     """Geometric ensemble with α for classes seen in proposal training and β for unseen (FC-CLIP, ODISE)."""
+
+    needs_proposal_classes = False
 
     alpha: float = Field(0.4, ge=0.0, le=1.0, description="CLIP weight for seen classes (FC-CLIP 0.4, ODISE 0.3)")
     beta: float = Field(0.8, ge=0.0, le=1.0, description="CLIP weight for unseen classes (FC-CLIP 0.8, ODISE 0.7)")

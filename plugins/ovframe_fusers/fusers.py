@@ -164,7 +164,6 @@ def _near(uncertain: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class ProposalOnly(Fuser):
     name = "proposal-only"
     Config = ProposalOnlyConfig
-    needs_classifier = False
 
     def fuse(self, proposals, scores, vocabulary: Vocabulary, output_sizes=None, *, return_scores: bool = False) -> list[Segmentation]:
         out = []
@@ -179,7 +178,6 @@ class ProposalOnly(Fuser):
 class ClipOnly(RegionFuser):
     name = "clip-only"
     Config = ClipOnlyConfig
-    needs_proposal_classes = False
 
     def weights(self, proposals, scores, vocabulary):
         valid = scores.valid.to(scores.probs.device)[:, None]
@@ -198,7 +196,6 @@ class GeometricEnsemble(RegionFuser):
 
     name = "geometric-ensemble"
     Config = GeometricEnsembleConfig
-    needs_proposal_classes = False
 
     _told = False
 

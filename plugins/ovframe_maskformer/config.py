@@ -153,6 +153,8 @@ class MaskFormerConfig(ComponentConfig):
 class TrainProposalsConfig(TrainingConfig):
     """Train the recipe's `proposals: maskformer` on the dataset's seen classes (Hungarian matching, CE + focal + dice)."""
 
+    needs_sections = ("dataset", "proposals", "text_encoder")
+
     # optimisation: the reference's Swin-B setting (R101c: lr 2e-4, weight_decay 1e-4, backbone_lr_multiplier 0.1)
     steps: int = Field(120_000, ge=1, description="optimizer steps in all")
     batch_size: int = Field(32, ge=1, description="global batch size (split across processes under torchrun)")

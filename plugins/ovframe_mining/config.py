@@ -66,6 +66,8 @@ class PrecisionConfig(BaseModel):
 class MinePairsConfig(ComponentConfig):
     """Mine (mask, phrase) pairs from image captions: spaCy phrases, any proposal generator, any region classifier."""
 
+    needs_sections = ("dataset", "proposals", "classifier")
+
     phrases: PhraseConfig = Field(default_factory=PhraseConfig)
     negatives: list[str] = Field(
         default_factory=list,

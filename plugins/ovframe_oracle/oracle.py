@@ -20,7 +20,6 @@ def _label_of(sample: Sample, who: str) -> torch.Tensor:
 class GroundTruthMasks(ProposalGenerator):
     name = "ground-truth-masks"
     Config = GroundTruthMasksConfig
-    needs_text = False
 
     def propose(self, samples: Sequence[Sample], text=None) -> list[Proposals]:
         out = []
@@ -36,7 +35,6 @@ class GroundTruthMasks(ProposalGenerator):
 class OracleClassifier(RegionClassifier):
     name = "oracle"
     Config = OracleClassifierConfig
-    needs_text = False
 
     def classify(self, samples: Sequence[Sample], proposals: Sequence[Proposals], text, vocabulary) -> list[RegionScores]:
         k = len(vocabulary)

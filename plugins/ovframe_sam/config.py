@@ -119,6 +119,8 @@ class SamModelConfig(ComponentConfig):
 class SamConfig(SamModelConfig):
     """SAM's automatic mask generator as class-agnostic proposals: a grid of point prompts, filtered by predicted IoU and stability, box NMS."""
 
+    needs_text = False
+
     points_per_side: int = Field(32, ge=1, description="point prompts along each side of the image (points_per_side^2 in all)")
     points_per_batch: int = Field(64, ge=1, description="point prompts per mask-decoder call (memory: each carries a copy of the image embedding)")
     pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0, description="keep masks whose predicted IoU is above this (0: keep all)")
@@ -182,9 +184,30 @@ class UnionConfig(ComponentConfig):
             raise ValidationError.from_exception_data("union members", errors)
         return out
 
+    def member_configs(self) -> list[ComponentConfig]:
+        from ovframe import get_registry
+
+        registry = get_registry()
+        out = []
+        for member in self.members:
+            options = dict(member)
+            out.append(registry.get("proposals", options.pop("plugin")).config.model_validate(options))
+        return out
+
+    @property
+    def needs_text(self) -> bool:  # type: ignore[override]
+        """When a member does (its proposals then carry class logits)."""
+        return any(c.needs_text for c in self.member_configs())
+
+    @property
+    def needs_labels(self) -> bool:  # type: ignore[override]
+        return any(c.needs_labels for c in self.member_configs())
+
 
 class TrainSamConfig(TrainingConfig):
     """Train the recipe's `proposals: sam` on prompts sampled from ground-truth segments (points and boxes, multimask output, iterative correction points), as the SAM paper does."""
+
+    needs_sections = ("dataset", "proposals")
 
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(16, ge=1, description="images per step (global, split across processes)")

@@ -100,7 +100,6 @@ def clean_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:
 class SamProposals(ProposalGenerator):
     name = "sam"
     Config = SamConfig
-    needs_text = False
 
     def __init__(self, config: SamConfig):
         super().__init__(config)

@@ -5,9 +5,9 @@ registry), concatenated per image in the order of `members`.
     class_logits [N, K+1] when any member classifies; the rows of class-agnostic members are NaN ("no class
                  opinion": the ensembles use the region classifier alone for them); None when no member does
     quality      every name any member gives, NaN in the rows of members that do not give it
-It needs the text embeddings when any member does. Under `resolution: reference` it sees the image at
-the first member's test size that is not None (MaskFormer's in a MaskFormer + SAM union); every member
-then works at that size.
+It needs the text embeddings when any member does (UnionConfig.needs_text says so from the members'
+Configs). Under `resolution: reference` it sees the image at the first member's test size that is not
+None (MaskFormer's in a MaskFormer + SAM union); every member then works at that size.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ class UnionProposals(ProposalGenerator):
         registry = get_registry()
         self.names = [_section(m)[0] for m in config.members]
         self.members: list[ProposalGenerator] = [registry.build("proposals", dict(m)) for m in config.members]
-        self.needs_text = any(m.needs_text for m in self.members)  # type: ignore[misc]  # per instance
 
     @classmethod
     def required_files(cls, config: UnionConfig) -> list[RequiredFile]:

@@ -98,6 +98,7 @@ class SynthExportConfig(ComponentConfig):
     resumes: images and labels already written are kept.
     """
 
+    needs_sections = ("dataset",)
     root: str = Field(description="output folder (created); ROOT/images/<id>.png, ROOT/labels/<id>.png ...")
     max_images: int | None = Field(None, ge=1, description="export only the first N images of the dataset")
     workers: int = Field(0, ge=0, description="background processes that generate/load samples")
@@ -110,6 +111,8 @@ class PretrainClipConfig(TrainingConfig):
     model is an open_clip CLIP built from `model`. Writes clip.json + clip.safetensors to the run folder,
     the files ovframe's CLIP components load, and measures zero-shot region accuracy on `eval_dataset`.
     """
+
+    needs_sections = ("dataset",)
 
     model: dict[str, Any] | str = Field(
         description="open_clip model config {embed_dim, vision_cfg, text_cfg} inline, or the path of such a JSON"

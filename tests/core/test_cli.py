@@ -46,7 +46,7 @@ def test_plugins_json_lists_every_kind():
     [["plugins", "--json"], ["recipes"], ["validate", "{tmp}"], ["show", "{tmp}/r.yaml"], ["--help"], ["bench", "--help"], ["export", "--help"]],
 )
 def test_everyday_commands_do_not_import_torch(argv, tmp_path):
-    write(tmp_path / "r.yaml", "name: r\nproposals: ground-truth-masks\nclassifier: oracle\nfuser: clip-only\n")
+    write(tmp_path / "r.yaml", "name: r\ndataset: {plugin: folder, root: data}\nproposals: ground-truth-masks\nclassifier: oracle\nfuser: clip-only\n")
     argv = [a.format(tmp=tmp_path) for a in argv]
     code = (
         "import sys\nfrom ovframe.cli import main\ntry:\n    rc = main(%r)\nexcept SystemExit as e:\n    rc = e.code\n"
@@ -70,19 +70,23 @@ def test_bad_input_exits_2_with_location_and_no_traceback(tmp_path):
 
 
 def test_failure_at_run_time_exits_1(tmp_path):
-    image = tmp_path / "img.png"
     from PIL import Image
 
-    Image.new("RGB", (8, 8)).save(image)
-    recipe = write(tmp_path / "r.yaml", "name: r\nproposals: ground-truth-masks\nclassifier: oracle\nfuser: clip-only\n")
-    # ground-truth masks need labels, which a user's photo does not have: a failure at run time
-    out = ovframe("predict", str(image), "--vocab", "a,b", "--recipe", str(recipe), "--out", str(tmp_path / "out"))
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "labels").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "images" / "a.png")
+    Image.new("L", (8, 8)).save(tmp_path / "data" / "labels" / "a.png")
+    write(tmp_path / "data" / "classes.txt", "a\nb\n")
+    recipe = write(tmp_path / "r.yaml", f"name: r\noutput_dir: {tmp_path / 'runs'}\ndataset: {{plugin: folder, root: {tmp_path / 'data'}}}\n"
+                   "proposals: ground-truth-masks\nclassifier: oracle\nfuser: geometric-ensemble-seen-unseen\n")
+    # the seen/unseen ensemble learns only from the first image that no class is marked seen: a failure at run time
+    out = ovframe("run", str(recipe))
     assert out.returncode == 1
-    assert "needs labelled samples" in out.stderr
+    assert "needs to know which classes are seen" in out.stderr
 
 
 def test_dry_run_of_a_matrix_lists_the_variants(tmp_path):
-    write(tmp_path / "base.yaml", "name: base\nproposals: ground-truth-masks\nclassifier: oracle\nfuser: clip-only\n")
+    write(tmp_path / "base.yaml", "name: base\ndataset: {plugin: folder, root: data}\nproposals: ground-truth-masks\nclassifier: oracle\nfuser: clip-only\n")
     s = write(
         tmp_path / "set.yaml",
         "name: m\nbase: base.yaml\nmatrix:\n  proposals.logit: [10, 20]\n  classifier.mask_thr: [0.3, 0.5, 0.7]\n",

@@ -26,11 +26,12 @@ class _Drifting(torch.nn.Module):
 class DriftingConfig(ComponentConfig):
     """Test only: a classifier whose exported graph cannot match torch."""
 
+    needs_text = False
+
 
 class DriftingClassifier(RegionClassifier):
     name = "drifting"
     Config = DriftingConfig
-    needs_text = False
 
     def classify(self, samples, proposals, text, vocabulary):
         raise NotImplementedError

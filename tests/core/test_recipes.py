@@ -107,9 +107,13 @@ def test_a_changed_plugin_keeps_the_inherited_options_it_accepts(tmp_path, toy_r
 
 
 def test_null_deletes_an_inherited_section(tmp_path, toy_registry, base):
-    f = write(tmp_path / "c.yaml", "name: c\nextends: base.yaml\nclassifier: null\nfuser: proposal-only\n")
+    f = write(tmp_path / "c.yaml", "name: c\nextends: base.yaml\ndataset: null\n")
     recipe = load_recipe(f, registry=toy_registry)
-    assert "classifier" not in recipe.sections
+    assert "dataset" not in recipe.sections
+    # deleting the classifier leaves the ensemble without its input: said at once, by the fuser's line
+    f = write(tmp_path / "d.yaml", "name: d\nextends: base.yaml\nclassifier: null\n")
+    with pytest.raises(RecipeError, match="fuser 'geometric-ensemble' fuses the region classifier's scores, but the recipe has no `classifier:`"):
+        load_recipe(f, registry=toy_registry)
 
 
 def test_env_interpolation_with_default(tmp_path, toy_registry, monkeypatch):

@@ -67,14 +67,13 @@ class Seen:
 
 
 class _Config(ComponentConfig):
-    pass
+    needs_text = False
 
 
 class Recording:
     """A test component without options that notes what it is given in `seen`."""
 
     Config = _Config
-    needs_text = False
 
     def __init__(self, seen: Seen):
         super().__init__(_Config())  # type: ignore[call-arg]

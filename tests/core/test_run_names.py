@@ -70,6 +70,7 @@ def test_a_new_dataset_plugin_inherits_nothing_but_model_sections_do(tmp_path, r
     base = write(tmp_path / "base.yaml", """
         name: base
         dataset: {plugin: synth, split: val, num_images: 5}
+        text_encoder: {plugin: clip-text, model: RN50, pretrained: openai}
         proposals: ground-truth-masks
         classifier: {plugin: clip-masked-crop, model: RN50, pretrained: openai, mask_thr: 0.3}
         fuser: clip-only

@@ -26,12 +26,12 @@ class NoisyOracleConfig(ComponentConfig):
 
     flip_percent: int = Field(30, ge=0, le=100)
     delay: float = Field(0.0, ge=0)
+    needs_text = False
 
 
 class NoisyOracle(RegionClassifier):
     name = "noisy-oracle"
     Config = NoisyOracleConfig
-    needs_text = False
 
     def classify(self, samples, proposals, text, vocabulary):
         k = len(vocabulary)

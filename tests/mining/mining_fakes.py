@@ -29,12 +29,12 @@ class ColourRegionsConfig(ComponentConfig):
     """One proposal per colour present, then the whole image (tests only)."""
 
     delay: float = Field(0.0, ge=0)
+    needs_text = False
 
 
 class ColourRegions(ProposalGenerator):
     name = "colour-regions"
     Config = ColourRegionsConfig
-    needs_text = False
 
     def propose(self, samples, text=None):
         out = []
@@ -55,11 +55,12 @@ class ColourRegions(ProposalGenerator):
 class ColourWordsConfig(ComponentConfig):
     """Phrases naming a region's colour score 4, others 1, normalised (tests only)."""
 
+    needs_text = False
+
 
 class ColourWords(RegionClassifier):
     name = "colour-words"
     Config = ColourWordsConfig
-    needs_text = False
 
     def classify(self, samples, proposals, text, vocabulary):
         out = []

@@ -30,7 +30,6 @@ class Squares(Dataset):
 class HardVote(Fuser):
     name = "hard-vote"
     Config = HardVoteConfig
-    needs_proposal_classes = False
 
     def fuse(self, proposals, scores, vocabulary, output_sizes=None):
         out = []

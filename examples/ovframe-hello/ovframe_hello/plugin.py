@@ -16,6 +16,7 @@ class HardVoteConfig(ComponentConfig):
     """Each pixel takes the class of the most confident mask covering it (no soft sum)."""
 
     mask_thr: float = Field(0.5, gt=0, lt=1)
+    needs_proposal_classes = False  # labels masks by the region classifier's scores alone
 
 
 @hookimpl
