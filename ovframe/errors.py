@@ -68,9 +68,9 @@ class RequiredFile:
 class MissingFiles(BadInput):
     """Files the recipe needs are not there. Lists every one with where to get it."""
 
-    def __init__(self, missing: list[RequiredFile]):
+    def __init__(self, missing: list[RequiredFile], context: str = ""):
         self.missing = missing
-        lines = [f"{len(missing)} file(s) this recipe needs are missing:"]
+        lines = ([context] if context else []) + [f"{len(missing)} file(s) this recipe needs are missing:"]
         for f in missing:
             lines.append(f"  - {f.path}\n      {f.what}\n      get it: {f.how_to_get}")
         super().__init__("\n".join(lines))

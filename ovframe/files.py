@@ -19,11 +19,11 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_required_files(required: list[RequiredFile]) -> None:
-    """Raise MissingFiles naming every missing file; BadInput on a sha256 mismatch.
+def inspect_required_files(required: list[RequiredFile]) -> tuple[list[RequiredFile], dict[tuple[str, str | None], str]]:
+    """(the missing files, {(path, sha256): what is wrong} for files whose sha256 is not the pinned one).
 
-    A file several components need (one CLIP checkpoint for the text encoder and the classifier) is
-    named, and hashed, once."""
+    A file several components need (one CLIP checkpoint for the text encoder and the classifier, or
+    every variant of a recipe set) is looked at, and hashed, once."""
     unique: dict[tuple[str, str | None], RequiredFile] = {}
     for r in required:
         unique.setdefault((r.path, r.sha256), r)
@@ -31,16 +31,25 @@ def check_required_files(required: list[RequiredFile]) -> None:
     for r in unique.values():
         if not Path(r.path).exists():
             missing.setdefault(r.path, r)
-    if missing:
-        raise MissingFiles(list(missing.values()))
-    for r in unique.values():
-        if r.sha256 and Path(r.path).is_file():
+    wrong: dict[tuple[str, str | None], str] = {}
+    for key, r in unique.items():
+        if r.sha256 and r.path not in missing and Path(r.path).is_file():
             actual = sha256_of(r.path)
             if actual != r.sha256.lower():
-                raise BadInput(
+                wrong[key] = (
                     f"{r.path}: sha256 is {actual}, the recipe pins {r.sha256} ({r.what}). "
                     f"The file is corrupt or a different version; get it again: {r.how_to_get}"
                 )
+    return list(missing.values()), wrong
+
+
+def check_required_files(required: list[RequiredFile]) -> None:
+    """Raise MissingFiles naming every missing file; BadInput on a sha256 mismatch."""
+    missing, wrong = inspect_required_files(required)
+    if missing:
+        raise MissingFiles(missing)
+    if wrong:
+        raise BadInput("\n".join(wrong.values()))
 
 
 PACKAGE_SCHEME = "pkg://"
