@@ -35,47 +35,58 @@ TABLE_ERROR_CHARS = 100
 
 @dataclass
 class _Planned:
-    """One variant before the run: its recipe, or why it cannot run."""
+    """One variant before the run: why it cannot run, if it cannot (its recipe is validated again when
+    it runs, from the validation memo: a matrix of thousands of variants is not kept in memory)."""
 
+    index: int
     name: str
     settings: dict[str, Any]
-    recipe: Recipe | None = None
+    files: tuple[RequiredFile, ...] = ()
     error: OvframeError | None = None
 
 
-def _plan(rset: RecipeSet, registry: Registry, overrides: Sequence[str]) -> list[_Planned]:
-    """Validate every variant; then look at the files all of them need, once."""
-    plan = []
-    for variant in rset.variants:
-        item = _Planned(variant.name, {k: _short(v) for k, v in variant.settings.items()})
+def _variant_recipe(rset: RecipeSet, index: int, registry: Registry, overrides: Sequence[str], memo: dict) -> Recipe:
+    variant = rset.variants[index]
+    tree = place_by_overrides(apply_overrides(variant.tree, overrides, registry, str(rset.path)), overrides, "output_dir")
+    recipe = validate(tree, registry, f"{rset.path} [{variant.name}]", memo)
+    check_runnable(recipe, registry)
+    return recipe
+
+
+def _plan(rset: RecipeSet, registry: Registry, overrides: Sequence[str], memo: dict) -> tuple[list[_Planned], Path]:
+    """Validate every variant; then look at the files all of them need, once. Also: where the table goes."""
+    plan, out_dir = [], None
+    for i, variant in enumerate(rset.variants):
+        item = _Planned(i, variant.name, {k: _short(v) for k, v in variant.settings.items()})
         try:
-            tree = place_by_overrides(apply_overrides(variant.tree, overrides, registry, str(rset.path)), overrides, "output_dir")
-            item.recipe = validate(tree, registry, f"{rset.path} [{variant.name}]")
-            check_runnable(item.recipe, registry)
+            recipe = _variant_recipe(rset, i, registry, overrides, memo)
+            item.files = tuple(required_files(recipe))
+            out_dir = out_dir or Path(recipe.top.output_dir)
         except RecipeError as e:
-            item.recipe, item.error = None, e
+            item.error = e
         plan.append(item)
-    valid = [p for p in plan if p.recipe is not None]
-    if not valid:
+    if out_dir is None:  # no variant is valid
         problems = [(where, f"[{p.name}] {key}" if key else f"[{p.name}]", msg)
                     for p in plan for where, key, msg in p.error.problems]  # type: ignore[union-attr]
         raise RecipeError(problems)
-    needs = {p.name: required_files(p.recipe) for p in valid}  # type: ignore[arg-type]
-    missing, wrong = inspect_required_files([f for files in needs.values() for f in files])
+    missing, wrong = inspect_required_files([f for p in plan for f in p.files])
     absent = {f.path for f in missing}
-    for p in valid:
-        own_missing = _unique([f for f in needs[p.name] if f.path in absent])
-        own_wrong = list(dict.fromkeys(wrong[(f.path, f.sha256)] for f in needs[p.name] if (f.path, f.sha256) in wrong))
+    for p in plan:
+        if p.error is not None:
+            continue
+        own_missing = _unique([f for f in p.files if f.path in absent])
+        own_wrong = list(dict.fromkeys(wrong[(f.path, f.sha256)] for f in p.files if (f.path, f.sha256) in wrong))
         if own_missing:
             p.error = MissingFiles(own_missing)
         elif own_wrong:
             p.error = BadInput("\n".join(own_wrong))
     if all(p.error is not None for p in plan):  # nothing can run: say it once, write nothing
+        invalid = [p for p in plan if isinstance(p.error, RecipeError)]
         if missing:
-            invalid = "".join(f"\n[{p.name}] {p.error}" for p in plan if p.recipe is None)
-            raise MissingFiles(missing, context=f"{rset.name}: none of its {len(plan)} variants can run.{invalid}")
-        raise BadInput("\n".join([*wrong.values(), *(f"[{p.name}] {p.error}" for p in plan if p.recipe is None)]))
-    return plan
+            more = "".join(f"\n[{p.name}] {p.error}" for p in invalid)
+            raise MissingFiles(missing, context=f"{rset.name}: none of its {len(plan)} variants can run.{more}")
+        raise BadInput("\n".join([*wrong.values(), *(f"[{p.name}] {p.error}" for p in invalid)]))
+    return plan, out_dir
 
 
 def _unique(files: list[RequiredFile]) -> list[RequiredFile]:
@@ -84,8 +95,8 @@ def _unique(files: list[RequiredFile]) -> list[RequiredFile]:
 
 def run_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] = (), *, fresh: bool = False) -> int:
     """Run every variant; write runs/<set>/results.{md,csv,json} after each. Exit code 1 if any failed."""
-    plan = _plan(rset, registry, overrides)
-    out_dir = Path(next(p.recipe for p in plan if p.recipe is not None).top.output_dir)
+    memo: dict = {}
+    plan, out_dir = _plan(rset, registry, overrides, memo)
     blocked = [p for p in plan if p.error is not None]
     if blocked:
         print(f"{len(blocked)} of {len(plan)} variants cannot run (the others will):", file=sys.stderr)
@@ -111,7 +122,8 @@ def run_set(rset: RecipeSet, registry: Registry, overrides: Sequence[str] = (), 
         else:
             print(f"[{i}/{len(plan)}] {rset.name}/{p.name}", file=sys.stderr)
             try:
-                metrics = run_recipe(p.recipe, registry, fresh=fresh, check_files=False)  # type: ignore[arg-type]
+                recipe = _variant_recipe(rset, p.index, registry, overrides, memo)
+                metrics = run_recipe(recipe, registry, fresh=fresh, check_files=False)
                 row["status"] = "ok"
                 row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             except Exception as e:  # one variant's failure must not stop the others
