@@ -11,15 +11,14 @@ these grounds after its models have loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
-
-from .config import ComponentConfig
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from .registry import Registry
 
-Part = tuple[str, ComponentConfig]
-"""A recipe section as compatibility sees it: the component's name and its validated Config."""
+Part = tuple[str, Any]
+"""A recipe section as compatibility sees it: the component's name and its validated Config (or the
+built component, whose properties show its Config's declarations)."""
 
 PIPELINE = ("proposals", "classifier", "fuser")
 
@@ -100,7 +99,7 @@ def problems(
             out.append(Problem(kind, _hint(
                 f"{_label(kind)} {name!r} reads the class names' text embeddings, but the recipe has no `text_encoder:` section",
                 _names(registry, "text_encoder"))))
-        if config.needs_labels and labelled is False:
+        if labelled is False and config.needs_labels:
             task_name = task[0] if task is not None else "this one"
             out.append(Problem(kind, f"{_label(kind)} {name!r} reads the samples' ground-truth labels, and task {task_name!r} "
                                      f"segments images without labels; use it to evaluate on a labelled dataset"))

@@ -55,7 +55,7 @@ class Pipeline:
 
         from .compat import problems
 
-        parts = {kind: (c.name, c.config) for kind, c in
+        parts = {kind: (c.name, c) for kind, c in  # a built component shows its Config's declarations
                  (("text_encoder", text_encoder), ("proposals", proposals), ("classifier", classifier), ("fuser", fuser)) if c is not None}
         found = problems(parts)
         if found:

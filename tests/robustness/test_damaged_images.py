@@ -137,12 +137,12 @@ class FlakyConfig(ComponentConfig):
     fail_on: list[str] = []
     error: str = "RuntimeError"
     switch: str = ""
+    needs_text = False
 
 
 class Flaky(RegionClassifier):
     name = "flaky"
     Config = FlakyConfig
-    needs_text = False
 
     def __init__(self, config):
         super().__init__(config)

@@ -175,7 +175,7 @@ def test_torchscript_weights_are_refused_unless_allowed(tmp_path, monkeypatch, c
 def test_allow_torchscript_is_a_recipe_option(tmp_path, toy_registry):
     f = write(
         tmp_path / "r.yaml",
-        "name: r\ndataset: {plugin: toy}\nproposals: ground-truth-masks\nfuser: clip-only\n"
+        "name: r\ndataset: {plugin: toy}\nproposals: ground-truth-masks\nfuser: clip-only\ntext_encoder: {plugin: clip-text, model: ViT-B-16, pretrained: openai}\n"
         "classifier: {plugin: clip-masked-crop, model: ViT-B-16, pretrained: x.pt, allow_torchscript: true}\n",
     )
     assert load_recipe(f, registry=toy_registry).sections["classifier"].config.allow_torchscript is True
