@@ -21,6 +21,7 @@ examples:
   ovframe run demo -o fuser.lam=0.5                  change one value: its own run, runs/demo+fuser.lam=0.5/
   ovframe run my_recipe.yaml                         run a recipe file of your own
   ovframe predict photo.jpg --vocab "cat,sofa,wall"  segment your images with your words
+  ovframe serve                                      a web page to segment pictures with your words (the demo models)
   ovframe recipes                                    the shipped recipes, by name
   ovframe validate recipes                           check every recipe under a folder
   ovframe show demo                                  the resolved recipe, every default filled in
@@ -103,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", help="the pipeline to use: a recipe file or a shipped recipe's name (default: demo)")
     p.add_argument("--out", default=None, help="run folder; pictures go to OUT/predictions/ (default: a new folder per call, runs/predict/<date-time>_<classes>)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="images per pipeline call")
+    _add_overrides(p)
+
+    p = sub.add_parser(
+        "serve", help="a web demo: segment pictures with your words in the browser",
+        description="Serve a web page (Gradio) that segments an uploaded or example picture with the classes you type "
+        "and shows the prediction, a legend and each class's share; also an HTTP API (/segment). The recipe's models "
+        "load once and stay warm. Needs the demo extra: pip install 'ovframe[demo]'.",
+    )
+    p.add_argument("recipe", nargs="?", default="demo", metavar="RECIPE", help="a recipe file or a shipped recipe's name (default: demo, the shipped synthetic models)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the recipe's)")
     _add_overrides(p)
 
     p = sub.add_parser("prepare", help="convert a dataset's official download into the layout ovframe reads", description="Convert an official dataset download into the detectron2-style layout its dataset plugin reads.")
@@ -482,6 +495,13 @@ def _predict_dir(out: str | None, recipe, names: list[str]) -> Path:
     return path
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.recipe, overrides=args.overrides, host=args.host, port=args.port, device=args.device)
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     import os
 
@@ -572,6 +592,7 @@ COMMANDS = {
     "recipes": cmd_recipes,
     "plugins": cmd_plugins,
     "predict": cmd_predict,
+    "serve": cmd_serve,
     "prepare": cmd_prepare,
     "bench": cmd_bench,
     "export": cmd_export,

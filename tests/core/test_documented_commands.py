@@ -107,10 +107,13 @@ def _page_examples() -> list[Example]:
 
 
 def _recipe_of(argv: list[str]) -> str | None:
-    """The shipped recipe an `ovframe run/predict/bench/export` command uses, by name (None: not a shipped one)."""
-    if len(argv) < 3 or argv[0] != "ovframe" or argv[1] not in ("run", "predict", "bench", "export"):
+    """The shipped recipe an `ovframe run/predict/bench/export/serve` command uses, by name (None: not a shipped one)."""
+    if argv[:2] == ["ovframe", "serve"]:  # its recipe is optional: the demo by default
+        ref = argv[2] if len(argv) > 2 and not argv[2].startswith("-") else "demo"
+    elif len(argv) < 3 or argv[0] != "ovframe" or argv[1] not in ("run", "predict", "bench", "export"):
         return None
-    ref = argv[2] if argv[1] != "predict" else (argv[argv.index("--recipe") + 1] if "--recipe" in argv else "demo")
+    else:
+        ref = argv[2] if argv[1] != "predict" else (argv[argv.index("--recipe") + 1] if "--recipe" in argv else "demo")
     if ref in USER_FILES:
         ref = "demo"  # the user's recipes extend demo
     path = find_shipped(ref)
@@ -197,11 +200,14 @@ def _run_example(example: Example, folder: Path, monkeypatch, capsys) -> list[st
             report.append(f"{DONE[key]} {shown} (run above)")
             continue
         capsys.readouterr()
-        try:
-            code = main(argv[1:])
-        except SystemExit as e:  # --help, --version
-            code = e.code or 0
-        out, err = capsys.readouterr()
+        if argv[1] == "serve":
+            code, out, err = _serve(argv, folder)
+        else:
+            try:
+                code = main(argv[1:])
+            except SystemExit as e:  # --help, --version
+                code = e.code or 0
+            out, err = capsys.readouterr()
         if code == 2 and not _runs_models(argv):
             _check_stopped_for_users_files(argv, err)
             outcome = "stops "
@@ -212,6 +218,35 @@ def _run_example(example: Example, folder: Path, monkeypatch, capsys) -> list[st
         if not any(Path(a).exists() for a in argv[2:]):  # it read nothing from this folder
             DONE[key] = outcome
     return report
+
+
+def _serve(argv: list[str], folder: Path) -> tuple[int, str, str]:
+    """`ovframe serve ...` as written, on a free port: it must serve its page (then it is stopped), or stop
+    at once. (exit code, stdout, stderr); 0 once the page answered."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if "--port" in argv:
+        argv = [*argv[: argv.index("--port")], *argv[argv.index("--port") + 2 :]]
+    env = {**os.environ, "HOME": str(folder / "home"), "GRADIO_TEMP_DIR": str(folder / "gradio")}
+    proc = subprocess.Popen([sys.executable, "-m", "ovframe", *argv[1:], "--port", str(port)], cwd=folder, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out = ""
+        for line in proc.stdout:  # type: ignore[union-attr]  # until it is ready, or has stopped
+            out += line
+            if "ready at" in line:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as page:
+                    assert page.status == 200 and "ovframe" in page.read().decode("utf-8", "replace")
+                return 0, out, ""
+        return proc.wait(timeout=60), out, proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
 
 
 EXAMPLES = _help_examples() + _page_examples()
