@@ -82,3 +82,10 @@ def test_a_wheel_installed_elsewhere_runs_the_demo_predict_and_the_api(venv, tmp
     """)
     out = run(venv, "python", "-c", script, cwd=tmp_path)
     assert out.stdout.startswith("('red star', 'grass', 'sky', 'lava') 1.0")
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_web_demos_examples(venv, tmp_path):
+    out = run(venv, "python", "-c", "from ovframe.serve import examples\nfor e in examples(): print(e.image, e.image.is_file())", cwd=tmp_path)
+    lines = out.stdout.split("\n")[:-1]
+    assert len(lines) == 3 and all(line.startswith(str(venv)) and line.endswith(" True") for line in lines), out.stdout
