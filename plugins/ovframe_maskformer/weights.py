@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ovframe import BadInput
+from ovframe.loading import load_exact
 
 from .config import MaskFormerConfig
 
@@ -109,17 +110,4 @@ def load_state(model: torch.nn.Module, path: str | Path) -> None:
         state = load_file(str(path))
     except Exception as e:
         raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:4]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} tensor(s) this architecture does not have, e.g. {unexpected[:4]}")
-        if shapes:
-            parts.append(f"shapes (file vs recipe): {shapes[:4]}")
-        raise BadInput(f"{path}: does not fit the recipe's maskformer architecture: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
+    load_exact(model, state, path, "the recipe's maskformer architecture")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ovframe import BadInput
+from ovframe.loading import load_exact
 
 from .config import CHECKPOINT_URL, OFFICIAL_CHECKPOINTS, OFFICIAL_ENCODERS, SamArchitecture, official_architecture
 
@@ -141,24 +142,6 @@ def architecture_for(model: Any, path: Path | None, state: dict[str, torch.Tenso
     raise BadInput(f"proposals.model: {where}; give model: vit_b / vit_l / vit_h or a custom architecture")
 
 
-def load_state(sam: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load every tensor; errors name the keys and shapes that differ from the architecture."""
-    own = sam.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:4]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} tensor(s) this architecture does not have, e.g. {unexpected[:4]}")
-        if shapes:
-            parts.append(f"shapes (file vs architecture): {shapes[:4]}")
-        raise BadInput(f"{path}: does not fit the SAM architecture: " + "; ".join(parts) + ". Set proposals.model to the architecture the weights were made for.")
-    sam.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
-
-
 def load_sam(model: Any, weights: str | Path | None) -> tuple[Any, SamArchitecture]:
     """Build the SAM of `model` (a SamModelConfig.model value) and load `weights` into it (None: random init)."""
     if weights is None:
@@ -173,7 +156,7 @@ def load_sam(model: Any, weights: str | Path | None) -> tuple[Any, SamArchitectu
             diffs = [f"{k}: recipe {getattr(arch, k)!r}, weights {getattr(saved, k)!r}" for k in SamArchitecture.model_fields if getattr(arch, k) != getattr(saved, k)]
             raise BadInput(f"{path}: made for another SAM architecture than the recipe's: " + "; ".join(diffs) + " (or drop proposals.model to take the file's)")
     sam = build_sam(arch)
-    load_state(sam, state, path)
+    load_exact(sam, state, path, "the SAM architecture", "Set proposals.model to the architecture the weights were made for.")
     return sam.eval(), arch
 
 
