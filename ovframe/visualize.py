@@ -161,8 +161,8 @@ def overlay(
 
     Returns one picture: the input, the prediction and (if given) the ground truth side by side (one
     above the other for images more than twice as wide as tall), scaled for viewing (display_scale),
-    captioned, with a legend of the classes present, largest first, with their share of the labelled
-    pixels."""
+    captioned (a prediction shown alone has no caption: the page or viewer around it names it), with a
+    legend of the classes present, largest first, with their share of the labelled pixels."""
     colours = class_colours(names)
     h, w = labels.shape
     scale = display_scale(h, w)
@@ -185,7 +185,7 @@ def overlay(
     order = sorted(share, key=lambda k: (-share[k], names[k]))
     entries = [f"{names[k]}  {100 * share[k]:.1f}%" for k in order]
     legend_w = max([int(font.getlength(e)) for e in entries] + [int(font.getlength("prediction")) + 8]) + line + 2 * font_size
-    header = line + font_size // 2
+    header = line + font_size // 2 if len(panels) > 1 else 0
     title_h = line if title else 0
     gap = max(4, font_size // 3)
     n = len(panels)
@@ -199,7 +199,8 @@ def overlay(
         draw.text((4, 2), title, fill=(0, 0, 0), font=font)
     for i, (caption, panel) in enumerate(panels):
         x, y = (0, title_h + i * (header + ph + gap)) if stacked else (i * (pw + gap), title_h)
-        draw.text((x + 4, y + 2), caption, fill=(60, 60, 60), font=font)
+        if header:
+            draw.text((x + 4, y + 2), caption, fill=(60, 60, 60), font=font)
         canvas.paste(Image.fromarray(panel), (x, y + header))
     x0 = block_w + gap + font_size // 2
     for row, (k, entry) in enumerate(zip(order, entries)):

@@ -261,8 +261,27 @@ def test_documented_commands_run_as_written(example, tmp_path, monkeypatch, caps
     assert len(report) >= 1
     if example.page == "README.md":  # the Python example runs in the folder the commands above made
         ((_, code),) = _blocks(ROOT / "README.md", "python")
+        capsys.readouterr()
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        _check_shown_output(code, capsys.readouterr().out)
         assert Image.open(tmp_path / "overlay.png").width > 2 * 128
+
+
+def _check_shown_output(code: str, printed: str) -> None:
+    """`print(x)  # {'a': 0.7..., ...}`: the comment shows what the line prints ("..." stands for the rest
+    of a number or of the collection), so a reader who runs the example sees what the page promised."""
+    shown = [m.group(1) for m in re.finditer(r"^print\(.*\)\s+#\s*([\[{(].*)$", code, re.M)]
+    lines = printed.splitlines()
+    assert len(lines) >= len(shown), printed
+    for comment, line in zip(shown, lines):
+        depth, end = 0, len(comment)
+        for i, ch in enumerate(comment):  # the shown value is the bracketed part; prose may follow it
+            depth += ch in "[{(" and 1 or ch in "]})" and -1 or 0
+            if depth == 0:
+                end = i + 1
+                break
+        pattern = ".*?".join(re.escape(part) for part in comment[:end].split("..."))
+        assert re.fullmatch(pattern, line.strip()), f"README.md shows `{comment[:end]}`, the example printed `{line}`"
 
 
 def test_every_page_with_commands_is_covered():
@@ -316,3 +335,10 @@ def test_the_examples_are_found():
     help_example = EXAMPLES[0]
     assert ["ovframe", "run", "demo"] in help_example.commands and len(help_example.commands) >= 8
     assert yaml.safe_load(USER_FILES["my_recipe.yaml"])["extends"] == "demo"
+
+
+def test_shown_output_is_compared_with_what_the_example_prints():
+    code = "print(result.shares)   # {'grass': 0.6..., 'red star': 0.2..., ...}, largest first\n"
+    _check_shown_output(code, "{'grass': 0.61, 'red star': 0.25, 'sky': 0.14}\n")
+    with pytest.raises(AssertionError, match="README.md shows"):
+        _check_shown_output(code, "{'blue circle': 0.77, 'red star': 0.16, 'grass': 0.02}\n")

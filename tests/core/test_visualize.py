@@ -66,3 +66,17 @@ def test_overlay_layout_input_beside_prediction_or_above_it_when_wide():
     assert wide.height > 2 * 200 and wide.width < 2 * 900  # 900 x 200 (not scaled): one panel above the other
     top, bottom = np.asarray(wide)[: wide.height // 2, :900], np.asarray(wide)[wide.height // 2 :, :900]
     assert (top != 255).any() and (bottom != 255).any()
+
+
+def test_a_prediction_shown_alone_starts_at_the_top_with_no_caption():
+    """`ovframe serve` shows the prediction alone under its own label ("Prediction"): a caption above the
+    picture would be hidden under that label, one letter showing (found in headless Chromium)."""
+    from ovframe.visualize import overlay
+
+    g = np.random.default_rng(0)
+    image, labels = g.integers(0, 256, (64, 64, 3), dtype=np.uint8), g.integers(0, 2, (64, 64))
+    alone = np.asarray(overlay(image, labels, ["a", "b"], show_input=False))
+    assert alone.shape[0] == 384  # the picture, scaled 6x, and nothing above or below it
+    assert (alone[:, :384] != 255).any(axis=(1, 2)).all()  # every row of the panel is picture, none is caption
+    both = np.asarray(overlay(image, labels, ["a", "b"]))
+    assert both.shape[0] > 384 and (both[:10, :384] == 255).all(axis=-1).mean() > 0.5  # two panels: captioned
