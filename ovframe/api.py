@@ -10,7 +10,8 @@ Images: file paths, http(s) URLs, PIL images, numpy arrays and torch tensors. Ar
 (grey) or [H, W, C]; tensors [C, H, W] or [H, W, C] (C = 1, 3 or 4; a 3-D tensor whose first and last
 dimensions could both be channels is read as [C, H, W], an array as [H, W, C]); uint8, or float in
 [0, 1]. A 4-D array or tensor is a batch. An alpha channel is dropped, as files are read (Pillow's
-convert("RGB")). One image in gives one SegmentationResult; a list or a batch gives a list.
+convert("RGB")). An image over the pixel limit (Segmenter.max_image_pixels) is shrunk to fit, by the
+function `ovframe predict` uses. One image in gives one SegmentationResult; a list or a batch gives a list.
 
 Vocabulary: a list of names (a name may carry synonyms: "road, route"), or one string of
 comma-separated names; None uses the recipe's vocabulary (its `vocabulary:` or its dataset's classes).
@@ -75,19 +76,21 @@ def _read_url(url: str) -> bytes:
     return data
 
 
-def _from_pil(image: Any) -> "torch.Tensor":
-    import numpy as np
-    import torch
+def _from_pil(image: Any, max_pixels: int) -> "torch.Tensor":
     from PIL import ImageOps
 
-    image = ImageOps.exif_transpose(image).convert("RGB")
-    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+    from .images import pil_to_tensor, shrink_to_fit
+
+    return pil_to_tensor(shrink_to_fit(ImageOps.exif_transpose(image).convert("RGB"), max_pixels))
 
 
-def _hwc_to_tensor(array: Any, what: str) -> "torch.Tensor":
-    """numpy [H, W] or [H, W, C] (C = 1, 3, 4), uint8 or float in [0, 1] -> uint8 [3, H, W]."""
+def _hwc_to_tensor(array: Any, what: str, max_pixels: int) -> "torch.Tensor":
+    """numpy [H, W] or [H, W, C] (C = 1, 3, 4), uint8 or float in [0, 1] -> uint8 [3, H, W], shrunk to
+    `max_pixels` as files are."""
     import numpy as np
-    import torch
+    from PIL import Image
+
+    from .images import pil_to_tensor, shrink_to_fit
 
     if array.ndim == 2:
         array = array[:, :, None]
@@ -106,36 +109,34 @@ def _hwc_to_tensor(array: Any, what: str) -> "torch.Tensor":
         raise BadInput(f"{what}: expected uint8, or float in [0, 1], got {array.dtype}")
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(array[:, :, :3])).permute(2, 0, 1).contiguous()
+    return pil_to_tensor(shrink_to_fit(Image.fromarray(np.ascontiguousarray(array[:, :, :3])), max_pixels))
 
 
-def to_image_tensor(image: Any, what: str = "image") -> "torch.Tensor":
-    """One image of any supported kind (see the module docstring) -> uint8 [3, H, W] RGB."""
+def to_image_tensor(image: Any, what: str = "image", max_pixels: int | None = None) -> "torch.Tensor":
+    """One image of any supported kind (see the module docstring) -> uint8 [3, H, W] RGB. An image over
+    `max_pixels` (default DEFAULT_MAX_IMAGE_PIXELS) is shrunk to fit, as `ovframe predict` shrinks files:
+    by ovframe.images.shrink_to_fit."""
     import numpy as np
     import torch
 
+    from .config import DEFAULT_MAX_IMAGE_PIXELS
+    from .errors import SampleError
+    from .images import read_image
+
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if isinstance(image, (str, os.PathLike)):
         text = os.fspath(image)
-        if isinstance(text, str) and text.lower().startswith(URL_SCHEMES):
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(io.BytesIO(_read_url(text))) as im:
-                    im.load()
-                    return _from_pil(im)
-            except (OSError, UnidentifiedImageError, ValueError) as e:
-                raise BadInput(f"cannot read image {text}: {e}") from None
-        from .errors import SampleError
-        from .images import read_image
-
+        url = isinstance(text, str) and text.lower().startswith(URL_SCHEMES)
         try:
-            return read_image(image)
+            if url:
+                return read_image(io.BytesIO(_read_url(text)), text, max_pixels=limit, downscale=True, name=text)
+            return read_image(image, max_pixels=limit, downscale=True)
         except SampleError as e:
             raise BadInput(e.reason) from None
     if type(image).__module__.startswith("PIL."):
-        return _from_pil(image)
+        return _from_pil(image, limit)
     if isinstance(image, np.ndarray):
-        return _hwc_to_tensor(image, what)
+        return _hwc_to_tensor(image, what, limit)
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim == 3 and t.shape[0] in (1, 3, 4):
@@ -144,7 +145,7 @@ def to_image_tensor(image: Any, what: str = "image") -> "torch.Tensor":
             raise BadInput(f"{what}: expected a uint8 or float tensor, got {t.dtype}")
         if t.dtype in (torch.float16, torch.bfloat16):
             t = t.float()
-        return _hwc_to_tensor(t.numpy(), what)
+        return _hwc_to_tensor(t.numpy(), what, limit)
     raise BadInput(
         f"{what}: cannot use {type(image).__name__} as an image (give a path, an http(s) URL, a PIL image, "
         f"a numpy array or a torch tensor)"
@@ -193,7 +194,9 @@ class Segmenter:
         overrides: Sequence[str] = (),
         device: str | None = None,
         batch_size: int = 2,
+        max_image_pixels: int | None = None,
     ):
+        from .config import DEFAULT_MAX_IMAGE_PIXELS
         from .files import check_required_files
         from .recipes import load_recipe
         from .registry import get_registry
@@ -201,6 +204,8 @@ class Segmenter:
 
         if batch_size < 1:
             raise BadInput(f"batch_size must be at least 1, got {batch_size}")
+        if max_image_pixels is not None and max_image_pixels < 1:
+            raise BadInput(f"max_image_pixels must be at least 1, got {max_image_pixels}")
         registry = get_registry()
         recipe_ = load_recipe(recipe, list(overrides), registry=registry, fit="pipeline")
         _check_fit(recipe_, registry)
@@ -213,6 +218,12 @@ class Segmenter:
         device_ = resolve_device(device or recipe_.top.device)
         self.recipe = recipe_
         self.batch_size = batch_size
+        task = recipe_.section("task")
+        from_recipe = getattr(task.config, "max_image_pixels", None) if task is not None else None
+        self.max_image_pixels: int = max_image_pixels or from_recipe or DEFAULT_MAX_IMAGE_PIXELS
+        """Images over this many pixels are shrunk to fit, as `ovframe predict` shrinks them: this
+        argument, else the recipe's `task.max_image_pixels` (`overrides=["task.max_image_pixels=N"]`),
+        else 4096 x 4096."""
         self.ctx = RunContext(recipe_, Path(recipe_.top.output_dir) / recipe_.name, registry, device_, timings=Timings(device_))
         self.pipeline = self.ctx.pipeline()
         self._default: Vocabulary | None = None
@@ -266,7 +277,7 @@ class Segmenter:
             for start in range(0, len(items), size):
                 chunk = items[start : start + size]
                 samples = [
-                    Sample(to_image_tensor(im, f"image {start + j}"), None, _image_id(im, start + j))
+                    Sample(to_image_tensor(im, f"image {start + j}", self.max_image_pixels), None, _image_id(im, start + j))
                     for j, im in enumerate(chunk)
                 ]
                 for sample, seg in zip(samples, self.pipeline.segment(samples, vocab)):

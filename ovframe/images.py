@@ -4,7 +4,8 @@ Memory grows with the pixels of an image (a proposal generator's masks are [N, H
 may have at most `max_image_pixels` pixels (default DEFAULT_MAX_IMAGE_PIXELS, 4096 x 4096; the `evaluate`
 and `predict` tasks take `max_image_pixels`). The size is read from the file's header, before anything is
 decoded: an image over the limit is refused (evaluate: recorded in failures.csv, the run goes on) or, with
-`downscale=True` (predict), decoded and shrunk to fit. Unreadable files and decompression bombs are a
+`downscale=True` (predict), decoded and shrunk to fit (shrink_to_fit, which ovframe.api.Segmenter applies
+to images of every kind). Unreadable files and decompression bombs are a
 SampleError: reported and skipped, never the end of a run.
 """
 
@@ -14,7 +15,7 @@ import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 import torch
@@ -56,31 +57,48 @@ def check_size(size: tuple[int, int], path: object, sample_id: str, max_pixels: 
         raise SampleError(sample_id, f"{path} is {w} x {h} pixels: empty")
 
 
+def shrink_to_fit(im: Image.Image, max_pixels: int) -> Image.Image:
+    """`im` shrunk (aspect kept) to at most `max_pixels` pixels; as it is when it fits. The one resize of
+    over-limit images: `ovframe predict` (read_image with downscale) and ovframe.api.Segmenter (every
+    kind of input) call it."""
+    if im.width * im.height <= max_pixels:
+        return im
+    scale = math.sqrt(max_pixels / (im.width * im.height))
+    target = (max(1, int(im.width * scale)), max(1, int(im.height * scale)))
+    return im.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+    """A PIL image in RGB mode -> uint8 [3, H, W]."""
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
 def read_image(
-    path: str | os.PathLike, sample_id: str | None = None, *, max_pixels: int | None = None, downscale: bool = False
+    path: str | os.PathLike | IO[bytes], sample_id: str | None = None, *, max_pixels: int | None = None,
+    downscale: bool = False, name: str | None = None,
 ) -> torch.Tensor:
     """uint8 [3, H, W] RGB, EXIF orientation applied. Raises SampleError for unreadable files and for
-    images over the pixel limit, unless `downscale`: then they are shrunk (aspect kept) to fit it."""
-    sample_id = sample_id or str(path)
+    images over the pixel limit, unless `downscale`: then they are shrunk (aspect kept) to fit it.
+    `path` may be an open binary file (bytes downloaded); `name` is what messages call it."""
+    shown = name or str(path)
+    sample_id = sample_id or shown
     limit = _limit if max_pixels is None else max_pixels
     try:
         with Image.open(path) as im:
             if not downscale or im.width * im.height > DECODE_LIMIT:
-                check_size(im.size, path, sample_id, limit if not downscale else DECODE_LIMIT)
+                check_size(im.size, shown, sample_id, limit if not downscale else DECODE_LIMIT)
             if downscale and im.width * im.height > limit:  # JPEG: decode at a reduced scale already
                 scale = math.sqrt(limit / (im.width * im.height))
                 im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
             im.load()
             im = ImageOps.exif_transpose(im).convert("RGB")  # EXIF orientation first: it may swap the sides
-            if downscale and im.width * im.height > limit:
-                scale = math.sqrt(limit / (im.width * im.height))
-                target = (max(1, int(im.width * scale)), max(1, int(im.height * scale)))
-                im = im.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            if downscale:
+                im = shrink_to_fit(im, limit)
     except SampleError:
         raise
     except Exception as e:  # whatever the decoder says: a truncated file, a bad header, a decompression bomb ...
-        raise SampleError(sample_id, f"cannot read image {path}: {type(e).__name__}: {str(e)[:200]}") from None
-    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+        raise SampleError(sample_id, f"cannot read image {shown}: {type(e).__name__}: {str(e)[:200]}") from None
+    return pil_to_tensor(im)
 
 
 def find_images(inputs: list[str]) -> list[Path]:

@@ -116,6 +116,10 @@ def segment_page(segmenter: "Segmenter", image: Any, vocabulary: str | None) -> 
     h, w = result.size
     status = (f"Segmented {w} x {h} px with {len(result.class_names)} classes in {seconds:.2f} s: "
               f"{len(result.segments)} found.")
+    shape = getattr(image, "shape", None)  # the page gives arrays [H, W, C]
+    if shape is not None and tuple(shape[:2]) != (h, w):
+        status += (f" The picture ({shape[1]} x {shape[0]} px) was shrunk to fit the limit of "
+                   f"{segmenter.max_image_pixels:,} pixels (-o task.max_image_pixels=N).")
     if len(result.class_names) > len(given):
         status += ' One name was given, so "others" was added as a second class.'
     return PageResult(result.overlay(show_input=False), legend_html(result), table_rows(result), status)

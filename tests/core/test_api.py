@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from support import ToyConfig, ToyDataset, write
 
-from ovframe.api import Segmenter, vocabulary_names
+from ovframe.api import Segmenter, to_image_tensor, vocabulary_names
 from ovframe.errors import BadInput
 from ovframe.records import Segmentation
 from ovframe.results import decode_rle, make_result
@@ -85,6 +85,36 @@ def test_every_kind_of_image_gives_the_same_labels(segmenter, picture):
     as_rgb = segmenter(np.repeat(grey[:, :, None], 3, axis=2), VOCAB).labels
     for image in (grey, grey[:, :, None], Image.fromarray(grey), torch.from_numpy(grey)):
         assert np.array_equal(segmenter(image, VOCAB).labels, as_rgb)
+
+
+def test_images_over_the_pixel_limit_are_shrunk_as_predict_shrinks_them(segmenter, picture, tmp_path):
+    """One resize for both doors: what predict reads from a file (read_image, downscale) is what the
+    Segmenter segments, whatever the kind of image."""
+    from ovframe.images import read_image
+
+    array, path = picture
+    limit = 20 * 20  # the 32 x 32 picture is over it: shrunk to 20 x 20
+    expected = read_image(path, max_pixels=limit, downscale=True)
+    assert tuple(expected.shape) == (3, 20, 20)
+    kinds = {
+        "path": path,
+        "PIL": Image.fromarray(array),
+        "uint8 HWC": array,
+        "float HWC": array.astype(np.float32) / 255,
+        "tensor CHW": torch.from_numpy(array).permute(2, 0, 1),
+    }
+    for kind, image in kinds.items():
+        assert torch.equal(to_image_tensor(image, max_pixels=limit), expected), kind
+    assert torch.equal(to_image_tensor(array, max_pixels=32 * 32), torch.from_numpy(array).permute(2, 0, 1))  # fits: kept
+
+    recipe = segmenter.recipe.origin
+    with_task = write(tmp_path / "with_task.yaml", "extends: colour.yaml\ntask: evaluate\n")
+    for small in (Segmenter(recipe, max_image_pixels=limit), Segmenter(with_task, overrides=[f"task.max_image_pixels={limit}"])):
+        assert small.max_image_pixels == limit
+        for image in kinds.values():
+            result = small(image, VOCAB)
+            assert result.size == (20, 20) and result.image.shape[:2] == (20, 20)
+    assert segmenter.max_image_pixels == 4096 * 4096 and segmenter(array, VOCAB).size == (32, 32)
 
 
 def test_many_images_give_a_list(segmenter, picture):

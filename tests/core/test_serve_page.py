@@ -105,3 +105,19 @@ def test_without_gradio_serve_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if it were not installed
     assert main(["serve", "--port", "7999"]) == 2
     assert "ovframe serve needs Gradio: pip install 'ovframe[demo]'" in capsys.readouterr().err
+
+
+def test_a_picture_over_the_pixel_limit_is_shrunk_and_the_page_says_so():
+    from ovframe.api import to_image_tensor
+
+    class Shrinking(StubSegmenter):
+        max_image_pixels = 6 * 9  # as a Segmenter does: the picture shrunk to fit first
+
+        def __call__(self, image, vocabulary):
+            small = to_image_tensor(image, max_pixels=self.max_image_pixels).permute(1, 2, 0).numpy()
+            return super().__call__(small, vocabulary)
+
+    page = segment_page(Shrinking(), np.full((12, 18, 3), 120, dtype=np.uint8), "a, b")
+    assert page.status.startswith("Segmented 9 x 6 px")
+    assert "The picture (18 x 12 px) was shrunk to fit the limit of 54 pixels" in page.status
+    assert "shrunk" not in segment_page(Shrinking(), IMAGE, "a, b").status
