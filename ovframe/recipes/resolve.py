@@ -16,7 +16,7 @@ from ..errors import BadInput, Location, RecipeError
 from ..registry import KINDS, Registry
 from .locate import locate_beside, locate_recipe
 from .schema import Fit, Recipe, RecipeModel, validate
-from .source import KeyPath, Loc, Tree, dotted, load_yaml_file, merge, parse_yaml
+from .source import KeyPath, Loc, Tree, dotted, load_yaml_file, merge, merge_value, parse_yaml
 
 
 def load_tree(path: str | Path, _chain: tuple[Path, ...] = (), loaded: Tree | None = None) -> Tree:
@@ -85,10 +85,12 @@ def apply_override(tree: Tree, path: KeyPath, value: Any, where: Location, locat
 
     Every key inside `value` is placed at `where`, or at `locate(subpath)` when given (a recipe set
     places a variant's mapping at its own lines)."""
-    if not all(isinstance(p, str) for p in path):
-        return _set_list_item(tree, path, value, where, locate)
     if len(path) == 1 and path[0] in KINDS and isinstance(value, str):
         value = {"plugin": value}
+    elif len(path) > 1 and path[-1] == "plugin":  # the mapping that holds `plugin` changes component (or keeps it)
+        path, value, locate = path[:-1], {"plugin": value}, None
+    if not all(isinstance(p, str) for p in path):
+        return _set_list_item(tree, path, value, where, locate)
     if is_plain_setting(path, value):
         return set_scalars(tree, [(path, value, Loc.at(where))])
     data: Any = value
@@ -137,7 +139,7 @@ def set_scalars(tree: Tree, items: Sequence[tuple[KeyPath, Any, Loc]]) -> Tree:
             node, node_loc = child, child_loc
         node[path[-1]] = value
         node_loc.children[path[-1]] = loc
-    return Tree(top, top_loc, set(tree.soft))
+    return Tree(top, top_loc)
 
 
 def _nest(path: KeyPath, value: Any) -> Any:
@@ -170,9 +172,12 @@ def _set_list_item(tree: Tree, path: KeyPath, value: Any, where: Location, locat
             isinstance(node, list) and isinstance(p, int) and p < len(node)
         )
         if i == len(path) - 1:
-            if not (isinstance(node, list) and isinstance(p, int) and p < len(node)) and not (isinstance(node, dict) and isinstance(p, str)):
+            if isinstance(node, list) and isinstance(p, int) and p < len(node):  # merged into the item, as a key's value is
+                new_value, new_loc = merge_value(node[p], loc.children[p], value, _value_loc(value, where, locate, ()))
+            elif isinstance(node, dict) and isinstance(p, str):
+                return merge_value(node, loc, {p: value}, Loc.at(where, {p: _value_loc(value, where, locate, ())}, weak=True))
+            else:
                 raise RecipeError([(where, dotted(path), f"{dotted(path[:-1]) or 'the recipe'} has no item {p}")])
-            new_value, new_loc = value, _value_loc(value, where, locate, ())
         else:
             if not ok:
                 raise RecipeError([(where, dotted(path), f"{dotted(path[: i + 1])} does not exist")])
@@ -182,7 +187,7 @@ def _set_list_item(tree: Tree, path: KeyPath, value: Any, where: Location, locat
         return copy_node, loc.with_children(copy_children)
 
     data, loc = setter(tree.data, tree.loc, 0)
-    return Tree(data, loc, set(tree.soft))
+    return Tree(data, loc)
 
 
 def _is_text(annotation: Any) -> bool:
@@ -222,8 +227,53 @@ def _annotation_at(path: KeyPath, tree: Tree, registry: Registry) -> Any:
     return model
 
 
+def selected_section(path: KeyPath, value: Any) -> KeyPath | None:
+    """The mapping whose component a setting selects (`proposals` for `proposals.plugin=sam` or
+    `proposals={plugin: sam}`), or None when the setting selects none."""
+    if len(path) > 1 and path[-1] == "plugin":
+        return path[:-1]
+    if (isinstance(value, dict) and "plugin" in value) or (len(path) == 1 and path[0] in KINDS and isinstance(value, str)):
+        return path
+    return None
+
+
+T = typing.TypeVar("T")
+
+
+def components_first(settings: Sequence[T], path_and_value: typing.Callable[[T], tuple[KeyPath, Any]]) -> list[T]:
+    """The order in which to apply one batch of settings (a command line's `-o`s, a recipe set's variant):
+    a setting inside a section that comes before the setting selecting that section's component moves to
+    just after it, so that the keys given beside a new plugin are kept in whatever order they were written
+    (`-o proposals.points_per_side=8 -o proposals.plugin=sam` is SAM with 8 points per side)."""
+    out: list[T] = []
+    for item in settings:
+        section = selected_section(*path_and_value(item))
+        if section is not None:
+            inside = [
+                t for t in out
+                if (p := path_and_value(t)[0])[: len(section)] == section and len(p) > len(section)
+                and selected_section(*path_and_value(t)) != section
+            ]
+            out = [t for t in out if not any(t is u for u in inside)] + [item] + inside
+        else:
+            out.append(item)
+    return out
+
+
+def _override_path_and_value(text: str) -> tuple[KeyPath, Any]:
+    path, raw = parse_override(text)
+    if raw.lstrip().startswith("{"):  # a mapping may name a plugin (malformed ones are reported when applied)
+        try:
+            return path, parse_yaml(raw, "-o", interpolate=False).data
+        except RecipeError:
+            pass
+    return path, raw
+
+
 def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, origin: str) -> Tree:
     for text in overrides:
+        parse_override(text, origin)  # a malformed override is reported before any is applied
+    for text in components_first(overrides, _override_path_and_value):
         path, raw = parse_override(text, origin)
         where = tree.where(path) or Location(origin)
         where = dataclasses.replace(where, note=f"set by -o {text}")

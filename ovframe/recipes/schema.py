@@ -254,8 +254,6 @@ def validate(tree: Tree, registry: Registry, origin: str, memo: dict | None = No
             problems.append((tree.where(path), dotted(path), registry.unknown_message(kind, plugin)))
             continue
         spec = registry.get(kind, plugin)
-        for key in [k for k in options if (kind, k) in tree.soft and k not in spec.config.model_fields]:
-            del options[key]  # inherited from a section of another plugin, which this one does not take
         result = _validate_section(spec, options, memo)
         if isinstance(result, ValidationError):
             problems.extend(_problems(result, tree, (kind,), ["plugin", *spec.config.model_fields]))

@@ -28,7 +28,7 @@ from ..config import StrictModel
 from ..errors import BadInput, Location, RecipeError
 from ..registry import Registry
 from .locate import locate_beside
-from .resolve import apply_override, apply_overrides, is_plain_setting, load_tree, parse_override, place_by_overrides, set_scalars
+from .resolve import apply_override, apply_overrides, components_first, is_plain_setting, load_tree, parse_override, place_by_overrides, set_scalars
 from .schema import Recipe, _problems, check_runnable, validate
 from .source import Loc, Tree, dotted, load_yaml_file
 
@@ -93,6 +93,8 @@ class Variants(Sequence[Variant]):
         settings: list[tuple[str, Any, tuple]] = [(k, v, ("overrides", k)) for k, v in self.model.overrides.items()]
         settings += [(k, v, ("variants", vname, k)) for k, v in vsettings.items()]
         settings += [(k, values[j], ("matrix", k, j)) for (k, values), j in zip(self.axes, picks)]
+        if len(settings) > 1:
+            settings = components_first(settings, lambda s: (self._keypath(s[0], s[2]), s[1]))
         name = self._name(named, picks)
         note = f"variant {name}"
         output_dir = self.base.data.get("output_dir", "runs") if isinstance(self.base.data, dict) else "runs"

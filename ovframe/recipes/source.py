@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class Loc:
 class Tree:
     data: Any
     loc: Loc
-    soft: set[KeyPath] = field(default_factory=set)  # inherited across a plugin change: see merge()
 
     def where(self, path: KeyPath) -> Location | None:
         """Location of `path`, or of its nearest ancestor that has one."""
@@ -464,30 +463,26 @@ def load_yaml_file(path: Path) -> Tree:
 
 
 # -- merging -----------------------------------------------------------------------------------------
-FRESH_ON_PLUGIN_CHANGE = {("dataset",)}
-"""Sections that inherit nothing when their plugin changes: another dataset's root or split means
-nothing to the new one (`-o dataset='{plugin: folder, root: R}'` reads R/images, not R/val/images)."""
-
-
 def merge(base: Tree, child: Tree) -> Tree:
-    """Deep-merge `child` over `base` (mappings merge; anything else replaces; None deletes a key).
+    """Deep-merge `child` over `base`: mappings merge key by key; anything else replaces; None deletes a key.
 
-    When a component section's `plugin` changes, the options inherited from the base become *soft*:
-    validation keeps those the new plugin accepts (a model name, weights, a threshold ...) and drops the
-    rest (λ does not apply to clip-only). Options written beside the new plugin are checked as usual.
-    A dataset section whose plugin changes starts afresh (FRESH_ON_PLUGIN_CHANGE).
-    """
-    soft: set[KeyPath] = set(base.soft | child.soft)
-    data, loc = _merge(base.data, base.loc, child.data, child.loc, (), soft)
-    return Tree(data, loc, {p for p in soft if _still_there(data, p)})
+    A mapping that selects another component (its `plugin` differs from the base's) replaces the base's
+    mapping instead of merging into it, at any depth: the new component starts from its own defaults
+    plus the keys written beside its `plugin`. Nothing of the old component's options (weights, sha256,
+    a threshold ...) carries over to a component that may read them differently."""
+    data, loc = merge_value(base.data, base.loc, child.data, child.loc)
+    return Tree(data, loc)
 
 
-def _merge(base: Any, bloc: Loc, child: Any, cloc: Loc, path: KeyPath, soft: set[KeyPath]) -> tuple[Any, Loc]:
+def selects_other_component(base: Any, child: Any) -> bool:
+    """Whether mapping `child` names a component other than mapping `base`'s (so it replaces it)."""
+    return isinstance(base, dict) and isinstance(child, dict) and "plugin" in base and "plugin" in child and child["plugin"] != base["plugin"]
+
+
+def merge_value(base: Any, bloc: Loc, child: Any, cloc: Loc) -> tuple[Any, Loc]:
     if not (isinstance(base, dict) and isinstance(child, dict)):
         return child, cloc
-    replaced = "plugin" in base and "plugin" in child and base["plugin"] != child["plugin"]
-    if replaced and path in FRESH_ON_PLUGIN_CHANGE:
-        soft.difference_update({p for p in soft if p[: len(path)] == path})
+    if selects_other_component(base, child):
         keep = {key: value for key, value in child.items() if value is not None}
         return keep, cloc.with_children({key: cloc.children[key] for key in keep})
     out, locs = dict(base), dict(bloc.children)
@@ -496,22 +491,8 @@ def _merge(base: Any, bloc: Loc, child: Any, cloc: Loc, path: KeyPath, soft: set
         if value is None:
             out.pop(key, None)
             locs.pop(key, None)
-        elif replaced or key not in out:
+        elif key not in out:
             out[key], locs[key] = value, kloc
-            soft.discard(path + (key,))
         else:
-            out[key], locs[key] = _merge(out[key], locs[key], value, kloc, path + (key,), soft)
-    if replaced:
-        soft.update(path + (key,) for key in base if key not in child)
+            out[key], locs[key] = merge_value(out[key], locs[key], value, kloc)
     return out, (bloc if cloc.weak else cloc).with_children(locs)
-
-
-def _still_there(data: Any, path: KeyPath) -> bool:
-    for p in path:
-        if isinstance(data, dict) and isinstance(p, str) and p in data:
-            data = data[p]
-        elif isinstance(data, list) and isinstance(p, int) and p < len(data):
-            data = data[p]
-        else:
-            return False
-    return True

@@ -91,19 +91,68 @@ def test_extends_deep_merges_and_a_changed_plugin_keeps_only_what_it_takes(tmp_p
     assert r["name"] == "child"
 
 
-def test_a_changed_plugin_keeps_the_inherited_options_it_accepts(tmp_path, toy_registry):
-    write(tmp_path / "b.yaml", "name: b\nfuser: {plugin: geometric-ensemble, lam: 0.3, proposal_probs: softmax-over-classes}\n")
+ENSEMBLE = "name: b\nclassifier: oracle\nfuser: {plugin: geometric-ensemble, lam: 0.3, proposal_probs: softmax-over-classes}\n"
+PROPOSAL_ONLY = {"plugin": "proposal-only", "proposal_probs": "softmax-drop-no-object"}  # its own defaults
+
+
+def test_another_plugin_replaces_its_section_and_the_same_one_merges(tmp_path, toy_registry):
+    b = write(tmp_path / "b.yaml", ENSEMBLE)
     child = write(tmp_path / "c.yaml", "name: c\nextends: b.yaml\nfuser: {plugin: proposal-only}\n")
-    assert load_recipe(child, registry=toy_registry).resolved()["fuser"] == {
-        "plugin": "proposal-only", "proposal_probs": "softmax-over-classes",
-    }
-    # an option written beside the new plugin is still checked
+    assert load_recipe(child, registry=toy_registry).resolved()["fuser"] == PROPOSAL_ONLY
+    for overrides in (["fuser.plugin=proposal-only"], ["fuser={plugin: proposal-only}"], ["fuser=proposal-only"]):
+        assert load_recipe(b, overrides, registry=toy_registry).resolved()["fuser"] == PROPOSAL_ONLY, overrides
+    # the keys given beside the new plugin are kept, in whatever order the -o come
+    for overrides in (["fuser.proposal_probs=softmax-over-classes", "fuser.plugin=proposal-only"],
+                      ["fuser.plugin=proposal-only", "fuser.proposal_probs=softmax-over-classes"]):
+        fuser = load_recipe(b, overrides, registry=toy_registry).resolved()["fuser"]
+        assert fuser == {**PROPOSAL_ONLY, "proposal_probs": "softmax-over-classes"}, overrides
+    # an option of the old plugin written beside the new one is checked as usual
     typo = write(tmp_path / "t.yaml", "name: t\nextends: b.yaml\nfuser: {plugin: proposal-only, lam: 0.5}\n")
     with pytest.raises(RecipeError, match="unknown key"):
         load_recipe(typo, registry=toy_registry)
-    # the same through an override
-    r = load_recipe(tmp_path / "b.yaml", ["fuser.plugin=proposal-only"], registry=toy_registry).resolved()
-    assert r["fuser"] == {"plugin": "proposal-only", "proposal_probs": "softmax-over-classes"}
+    # the same plugin written again merges
+    same = write(tmp_path / "s.yaml", "name: s\nextends: b.yaml\nfuser: {plugin: geometric-ensemble, lam: 0.5}\n")
+    assert load_recipe(same, registry=toy_registry).resolved()["fuser"]["proposal_probs"] == "softmax-over-classes"
+
+
+def test_a_plugin_change_replaces_at_any_depth(toy_registry):
+    """A mapping with a `plugin:` anywhere (a task's dataset, a union member in a list) follows the same rule."""
+    from ovframe.recipes.resolve import apply_overrides
+    from ovframe.recipes.source import merge, parse_yaml
+
+    base = parse_yaml("task: {plugin: t, val: {plugin: synth, split: val, num_images: 5}}\n", "b.yaml")
+    other = merge(base, parse_yaml("task: {val: {plugin: folder, root: d}}\n", "c.yaml"))
+    assert other.data == {"task": {"plugin": "t", "val": {"plugin": "folder", "root": "d"}}}
+    same = merge(base, parse_yaml("task: {val: {plugin: synth, num_images: 2}}\n", "c.yaml"))
+    assert same.data["task"]["val"] == {"plugin": "synth", "split": "val", "num_images": 2}
+
+    union = parse_yaml("proposals: {plugin: union, members: [{plugin: maskformer, weights: m.pth, sha256: '00'}, {plugin: ground-truth-masks}]}\n", "u.yaml")
+    swapped = apply_overrides(union, ["proposals.members.0.plugin=sam"], toy_registry, "u.yaml")
+    assert swapped.data["proposals"]["members"] == [{"plugin": "sam"}, {"plugin": "ground-truth-masks"}]
+    merged = apply_overrides(union, ["proposals.members.0={plugin: maskformer, weights: n.pth}"], toy_registry, "u.yaml")
+    assert merged.data["proposals"]["members"][0] == {"plugin": "maskformer", "weights": "n.pth", "sha256": "00"}
+    assert union.data["proposals"]["members"][0]["weights"] == "m.pth"  # the tree overridden is not changed
+
+
+def test_a_recipe_set_variant_replaces_a_section_whose_plugin_it_changes(tmp_path, toy_registry):
+    from ovframe.recipes.sets import expand, validate_set
+
+    write(tmp_path / "b.yaml", ENSEMBLE)
+    rset = write(
+        tmp_path / "set.yaml",
+        """
+        name: s
+        base: b.yaml
+        variants:
+          keys-first: {fuser.proposal_probs: softmax-over-classes, fuser.plugin: proposal-only}
+          whole: {fuser: {plugin: proposal-only}}
+          same: {fuser.lam: 0.5}
+        """,
+    )
+    fusers = {r.name: r.resolved()["fuser"] for r in validate_set(expand(rset), toy_registry)}
+    assert fusers["keys-first"] == {**PROPOSAL_ONLY, "proposal_probs": "softmax-over-classes"}
+    assert fusers["whole"] == PROPOSAL_ONLY
+    assert fusers["same"]["proposal_probs"] == "softmax-over-classes" and fusers["same"]["lam"] == 0.5
 
 
 def test_null_deletes_an_inherited_section(tmp_path, toy_registry, base):

@@ -66,7 +66,7 @@ def test_a_recipe_set_run_with_overrides_gets_its_own_folder(oracle, toy_registr
     assert [r["images"] for r in json.loads((changed / "results.json").read_text())] == [2, 2]
 
 
-def test_a_new_dataset_plugin_inherits_nothing_but_model_sections_do(tmp_path, registry):
+def test_a_new_dataset_or_model_plugin_inherits_nothing(tmp_path, registry):
     base = write(tmp_path / "base.yaml", """
         name: base
         dataset: {plugin: synth, split: val, num_images: 5}
@@ -78,7 +78,7 @@ def test_a_new_dataset_plugin_inherits_nothing_but_model_sections_do(tmp_path, r
     recipe = load_recipe(base, ["dataset={plugin: folder, root: /data/mine}"], registry=registry)
     assert recipe.sections["dataset"].config.model_dump() == {"root": "/data/mine", "split": None, "classes": None, "seen": None}
     child = write(tmp_path / "child.yaml", "extends: base.yaml\nname: child\ndataset: {plugin: folder, root: R}\n"
-                  "classifier: {plugin: clip-background-crop}\n")
+                  "classifier: {plugin: clip-background-crop, model: RN50, pretrained: openai}\n")
     recipe = load_recipe(child, registry=registry)
     assert recipe.sections["dataset"].config.split is None
-    assert recipe.sections["classifier"].config.mask_thr == 0.3  # a model section keeps what the new plugin takes
+    assert recipe.sections["classifier"].config.mask_thr == 0.5  # the new classifier's default, not the old one's 0.3
