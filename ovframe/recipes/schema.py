@@ -189,11 +189,20 @@ def _message(err: dict[str, Any]) -> str:
     return f"{msg} (got {got!r})"
 
 
+NOT_OPTIONAL = "cannot be null: null switches off an optional section or option, and this one is not (leave the key out for its default)"
+
+
 def _problems(e: ValidationError, tree: Tree, prefix: KeyPath, allowed: list[str]) -> list:
     out = []
+    nulls = set()
     for err in e.errors():
         path = prefix + tuple(p for p in err["loc"] if isinstance(p, (str, int)))
         path = _strip_union_tags(path, tree)
+        if "input" in err and err["input"] is None and err["type"] not in ("missing", "extra_forbidden"):
+            if path not in nulls:  # one problem, not one per member of a union
+                nulls.add(path)
+                out.append((tree.where(path), dotted(path), NOT_OPTIONAL))
+            continue
         message = _message(err)
         if err["type"] == "extra_forbidden":
             message += f"; allowed keys: {', '.join(allowed)}"
@@ -211,7 +220,7 @@ def _strip_union_tags(path: KeyPath, tree: Tree) -> KeyPath:
         elif isinstance(data, list) and isinstance(p, int) and p < len(data):
             data = data[p]
             out.append(p)
-        elif isinstance(data, dict) and not isinstance(p, int) and ("[" in p or p in ("str", "none")):
+        elif (isinstance(data, dict) or data is None) and not isinstance(p, int) and ("[" in p or p in ("str", "none")):
             continue
         else:
             out.append(p)

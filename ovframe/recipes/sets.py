@@ -102,7 +102,7 @@ class Variants(Sequence[Variant]):
             if key == "output_dir":
                 output_dir = value
         here = self._where(("name",), note)
-        settings += [("name", name, ("name",)), ("output_dir", f"{output_dir}/{self.model.name}", ("name",))]
+        settings += [("name", name, ("name",)), ("output_dir", output_dir and f"{output_dir}/{self.model.name}", ("name",))]
         vtree = self.base
         plain: list = []  # consecutive plain settings, applied in one pass
         for key, value, where_path in settings:

@@ -464,7 +464,8 @@ def load_yaml_file(path: Path) -> Tree:
 
 # -- merging -----------------------------------------------------------------------------------------
 def merge(base: Tree, child: Tree) -> Tree:
-    """Deep-merge `child` over `base`: mappings merge key by key; anything else replaces; None deletes a key.
+    """Deep-merge `child` over `base`: mappings merge key by key; anything else replaces, None too (null
+    switches an optional section or option off; validation refuses it where nothing can be switched off).
 
     A mapping that selects another component (its `plugin` differs from the base's) replaces the base's
     mapping instead of merging into it, at any depth: the new component starts from its own defaults
@@ -483,15 +484,11 @@ def merge_value(base: Any, bloc: Loc, child: Any, cloc: Loc) -> tuple[Any, Loc]:
     if not (isinstance(base, dict) and isinstance(child, dict)):
         return child, cloc
     if selects_other_component(base, child):
-        keep = {key: value for key, value in child.items() if value is not None}
-        return keep, cloc.with_children({key: cloc.children[key] for key in keep})
+        return child, cloc
     out, locs = dict(base), dict(bloc.children)
     for key, value in child.items():
         kloc = cloc.children[key]
-        if value is None:
-            out.pop(key, None)
-            locs.pop(key, None)
-        elif key not in out:
+        if key not in out:
             out[key], locs[key] = value, kloc
         else:
             out[key], locs[key] = merge_value(out[key], locs[key], value, kloc)

@@ -155,7 +155,7 @@ def test_a_recipe_set_variant_replaces_a_section_whose_plugin_it_changes(tmp_pat
     assert fusers["same"]["proposal_probs"] == "softmax-over-classes" and fusers["same"]["lam"] == 0.5
 
 
-def test_null_deletes_an_inherited_section(tmp_path, toy_registry, base):
+def test_null_switches_off_an_optional_section_or_option(tmp_path, toy_registry, base):
     f = write(tmp_path / "c.yaml", "name: c\nextends: base.yaml\ndataset: null\n")
     recipe = load_recipe(f, registry=toy_registry)
     assert "dataset" not in recipe.sections
@@ -163,6 +163,20 @@ def test_null_deletes_an_inherited_section(tmp_path, toy_registry, base):
     f = write(tmp_path / "d.yaml", "name: d\nextends: base.yaml\nclassifier: null\n")
     with pytest.raises(RecipeError, match="fuser 'geometric-ensemble' fuses the region classifier's scores, but the recipe has no `classifier:`"):
         load_recipe(f, registry=toy_registry)
+    # an option whose null means something (no resize; every mask) gets null, not its default (640; 100)
+    demo = load_recipe("demo", ["proposals.test_short_side=null"], registry=toy_registry)
+    assert demo.section("proposals").config.test_short_side is None
+    child = write(tmp_path / "e.yaml", "extends: demo\nname: e\nproposals: {test_short_side: null}\n")
+    assert load_recipe(child, registry=toy_registry).section("proposals").config.test_short_side is None
+    sam = load_recipe("synth/sam", ["proposals.max_proposals=null"], registry=toy_registry)
+    assert sam.section("proposals").config.max_proposals is None
+    # what cannot be switched off says so (once, not once per member of a union), and a misspelt key set to null is still unknown
+    with pytest.raises(RecipeError) as e:
+        load_recipe(base, ["fuser.lam=null", "task=null", "seed=null", "fuser.lamda=null"], registry=toy_registry)
+    problems = {key: message for _, key, message in e.value.problems}
+    assert len(e.value.problems) == 4 and problems["fuser.lamda"].startswith("unknown key")
+    for key in ("fuser.lam", "task", "seed"):
+        assert problems[key].startswith("cannot be null: null switches off an optional section or option"), key
 
 
 def test_env_interpolation_with_default(tmp_path, toy_registry, monkeypatch):
