@@ -44,6 +44,7 @@ SETUP = (("pip", "install"), ("python", "-m", "pytest"))
 USER_FILES = {  # what a page's reader has at hand (made when a command names it): their photos and recipes
     "photo.jpg": "image",
     "photos/kitchen.jpg": "image",
+    "a.png": "image",
     "my_recipe.yaml": "extends: demo\nname: my_recipe\ntask: {max_images: 2, visualize: 0}\n",
     "recipes/my_variant.yaml": "extends: demo\nname: my_variant\nfuser: {lam: 0.5}\n",
 }
@@ -140,11 +141,11 @@ def _as_run(argv: list[str]) -> list[str]:
     return argv
 
 
-def _user_files(folder: Path, example: Example) -> None:
+def _user_files(folder: Path, named: set[str]) -> None:
+    """Make the USER_FILES that the words `named` name (a file or its folder)."""
     from support import ToyConfig, ToyDataset
 
     picture = ToyDataset(ToyConfig(n=1, size=48))[0].image.permute(1, 2, 0).numpy()
-    named = {word.rstrip("/") for argv in example.commands for word in argv}
     for name, content in USER_FILES.items():
         if name not in named and str(Path(name).parent) not in named:
             continue
@@ -174,7 +175,7 @@ def _run_example(example: Example, folder: Path, monkeypatch, capsys) -> list[st
     monkeypatch.chdir(folder)
     monkeypatch.setenv("HOME", str(folder / "home"))
     monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
-    _user_files(folder, example)
+    _user_files(folder, {word.rstrip("/") for argv in example.commands for word in argv})
     report = []
     for argv in example.commands:
         shown = " ".join(argv)
@@ -321,6 +322,19 @@ def test_recipe_blocks_are_the_shipped_recipe(registry):
             shown = validate(tree, registry, page.name).resolved()
             for kind in ("dataset", "text_encoder", "proposals", "classifier", "adapter", "fuser"):
                 assert shown[kind] == shipped[kind], f"{page.name}:{line}: {kind} differs from the shipped ade150_mpt"
+
+
+@pytest.mark.slow  # the demo's models: about 7 s
+def test_the_segmenter_example_runs(tmp_path, monkeypatch, registry):
+    """docs/segmenting-your-images.md's Python example, as written, on the reader's photos (the README's
+    runs after its commands, in test_documented_commands_run_as_written)."""
+    ((line, code),) = [b for b in _blocks(ROOT / "docs" / "segmenting-your-images.md", "python") if "Segmenter(" in b[1]]
+    monkeypatch.chdir(tmp_path)
+    _user_files(tmp_path, set(re.findall(r'"([^"]+)"', code)))
+    scope: dict = {"__name__": "docs"}
+    exec(compile(code, f"segmenting-your-images.md:{line}", "exec"), scope)
+    assert len(scope["results"]) == 2 and scope["result"].class_names == ("cat", "sofa", "wall")
+    assert Image.open(tmp_path / "overlay.png").width > 2 * 48
 
 
 def test_python_blocks_compile():
