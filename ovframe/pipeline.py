@@ -99,20 +99,7 @@ class Pipeline:
         return self._text[vocabulary]
 
     def test_resize(self, samples: Sequence[Sample]) -> list[Sample]:
-        """Each sample at its generator's test size (`resolution: reference`), marked with the size it
-        had; samples already at it, or whose generator wants none, are returned as they are."""
-        out = []
-        for s in samples:
-            h, w = s.size
-            size = self.proposals.test_size(h, w) if self.resolution == "reference" else None
-            if size is None or tuple(size) == (h, w):
-                out.append(s)
-                continue
-            size = (int(size[0]), int(size[1]))
-            label = None if s.label is None else resize_label(s.label, size)
-            meta = {**s.meta, TEST_RESIZED_FROM: (h, w)}
-            out.append(replace(s, image=resize_image(s.image, size), label=label, meta=meta))
-        return out
+        return test_resize(samples, self.proposals, self.resolution)
 
     @torch.inference_mode()
     def segment(self, samples: Sequence[Sample], vocabulary: Vocabulary, return_scores: bool = False) -> list[Segmentation]:
@@ -219,6 +206,24 @@ class Pipeline:
             out.append(RegionScores(probs, valid))
             self._classified.append(s.valid.sum())
         return out
+
+
+def test_resize(samples: Sequence[Sample], proposals: ProposalGenerator, resolution: Resolution) -> list[Sample]:
+    """Each sample at its generator's test size under `resolution: reference`, marked with the size it
+    had (meta[TEST_RESIZED_FROM]); samples already at it, or whose generator wants none, and every sample
+    under `original`, are returned as they are. For tasks other than the pipeline's (mine-pairs) too."""
+    out = []
+    for s in samples:
+        h, w = s.size
+        size = proposals.test_size(h, w) if resolution == "reference" else None
+        if size is None or tuple(size) == (h, w):
+            out.append(s)
+            continue
+        size = (int(size[0]), int(size[1]))
+        label = None if s.label is None else resize_label(s.label, size)
+        meta = {**s.meta, TEST_RESIZED_FROM: (h, w)}
+        out.append(replace(s, image=resize_image(s.image, size), label=label, meta=meta))
+    return out
 
 
 def _fill_skipped(scores: RegionScores, selection: RegionSelection) -> RegionScores:

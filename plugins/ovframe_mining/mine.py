@@ -5,7 +5,9 @@ For every image of the recipe's `dataset:` whose samples carry meta["captions"]:
      and parsed with spaCy into phrases (phrases.py); the image's phrases are the distinct ones of all
      its captions;
   2. the recipe's `proposals:` generator proposes masks (given the phrases' text embeddings when it
-     needs text: a MaskFormer's class logits then also give each proposal's objectness);
+     needs text: a MaskFormer's class logits then also give each proposal's objectness), at its test
+     size under the recipe's `resolution: reference`, as in evaluate and predict (masks written at the
+     image's size: binary_masks);
   3. the recipe's `classifier:` scores every proposal against the image's phrases (+ `negatives`):
      probs [N, P], each proposal's distribution over the phrases;
   4. each phrase keeps its best-matching proposal(s) above `threshold` (assign.py), among the proposals
@@ -28,9 +30,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ovframe import BadInput, SampleError, Task, TextEmbeddings, Vocabulary
 from ovframe.io import markdown_table, write_csv
+from ovframe.pipeline import test_resize
 from ovframe.runner import RunContext
 
 from . import rle
@@ -40,6 +44,25 @@ from .judge import Judge, empty_counts, merge, precision_metrics
 from .phrases import PhraseExtractor, check_caption, unique
 from .shards import PAIRS_DIR, is_complete, read_stats, remove_partial, write_shard
 from .summary import write_tables
+
+
+MASK_CHUNK = 16
+"""Proposals whose mask logits are resized to the image's size at a time (bounds the float memory)."""
+
+
+def binary_masks(mask_logits: torch.Tensor, size: tuple[int, int], thr: float) -> torch.Tensor:
+    """bool [N, H, W] on the CPU: sigmoid(mask logits) > thr at the image's size (h, w). Logits at another
+    size (the test size of `resolution: reference`) are resized there first, bilinear (half-pixel
+    centres), as the fused scores of evaluate and predict are, a few proposals at a time."""
+    n = len(mask_logits)
+    if tuple(mask_logits.shape[1:]) == tuple(size):
+        return (mask_logits.float().sigmoid() > thr).cpu()
+    out = torch.empty((n, *size), dtype=torch.bool)
+    for start in range(0, n, MASK_CHUNK):
+        logits = mask_logits[start : start + MASK_CHUNK].float()
+        logits = F.interpolate(logits[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+        out[start : start + MASK_CHUNK] = (logits.sigmoid() > thr).cpu()
+    return out
 
 
 class PhraseTexts:
@@ -231,21 +254,22 @@ class MinePairs(Task):
             return out
         union = unique(p for _, contrast in todo for p in contrast)
         column = {p: j for j, p in enumerate(union)}
-        batch = [samples[i][1] for i, _ in todo]
+        with ctx.timings.stage("test_resize"):  # the recipe's resolution, as evaluate and predict
+            batch = test_resize([samples[i][1] for i, _ in todo], self.generator, ctx.recipe.top.resolution)
         with ctx.timings.stage("text"):
             text = self.texts(union) if self.texts is not None else None
         with ctx.timings.stage("proposals"):
             proposals = self.generator.propose(batch, text if self.generator.needs_text else None)
         with ctx.timings.stage("classify"):
             scores = self.classifier.classify(batch, proposals, text if self.classifier.needs_text else None, Vocabulary(tuple(union)))
-        for (i, contrast), props, score in zip(todo, proposals, scores):
+        for (i, contrast), seen, props, score in zip(todo, batch, proposals, scores):
             cols = torch.tensor([column[p] for p in contrast])
             probs = score.probs.float().cpu()[:, cols]
             total = probs.sum(dim=1, keepdim=True)
             valid = score.valid.cpu()
             if bool((valid & (total.squeeze(1) < 1e-20)).any()):
                 with ctx.timings.stage("classify"):
-                    own = self.classifier.classify([samples[i][1]], [props], self.texts(contrast) if self.classifier.needs_text else None,
+                    own = self.classifier.classify([seen], [props], self.texts(contrast) if self.classifier.needs_text else None,
                                                    Vocabulary(tuple(contrast)))[0]
                 probs = own.probs.float().cpu()
             else:
@@ -262,7 +286,7 @@ class MinePairs(Task):
         """The assignment on one image: probs [N, P+negatives] against its phrases, valid [N]."""
         cfg: MinePairsConfig = self.config  # type: ignore[assignment]
         with ctx.timings.stage("assign"):
-            binary = (mask_logits.float().sigmoid() > cfg.mask_thr).cpu()  # [N, H, W]
+            binary = binary_masks(mask_logits, sample.size, cfg.mask_thr)  # [N, H, W] at the image's size
             h, w = binary.shape[1:]
             pixels = binary.flatten(1).sum(dim=1)
             candidate = valid & (pixels > 0) & (pixels >= cfg.min_area * h * w)

@@ -1,7 +1,7 @@
 """Test-only components for mining, loadable through an entry point (so a real `ovframe run` finds them).
 
 colour-regions  proposals: one exact mask per colour present in the image (black background excluded),
-                then one mask of the whole image; class-agnostic.
+                then one mask of the whole image; class-agnostic. `test_scale`: a test size (image x scale).
 colour-words    scores a region against phrases by colour: a phrase whose colour word is the region's
                 colour gets weight 4, any other 1, normalised over the phrases. So each colour phrase's
                 best proposal is exactly the region of its colour, and a phrase without a colour word
@@ -29,12 +29,17 @@ class ColourRegionsConfig(ComponentConfig):
     """One proposal per colour present, then the whole image (tests only)."""
 
     delay: float = Field(0.0, ge=0)
+    test_scale: float | None = Field(None, gt=0, description="wants the image at this scale (a test size)")
     needs_text = False
 
 
 class ColourRegions(ProposalGenerator):
     name = "colour-regions"
     Config = ColourRegionsConfig
+
+    def test_size(self, h, w):
+        scale = self.config.test_scale
+        return None if scale is None else (round(h * scale), round(w * scale))
 
     def propose(self, samples, text=None):
         out = []

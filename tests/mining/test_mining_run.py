@@ -65,6 +65,39 @@ def test_threshold_top_k_and_min_area(tmp_path, fakes_registry, caption_folder):
     assert big["pairs"] == 18 and all(p["area"] == 32 * 32 for p in read_pairs(tmp_path / "runs" / "big"))
 
 
+def test_the_recipes_resolution_is_honoured(tmp_path, fakes_registry, caption_folder):
+    """`resolution: reference` (the default): proposals and classifier see the test-resized image, as in evaluate
+    and predict; the masks written are the chosen proposals' logits resized (bilinear) to the image, thresholded.
+    Checked against a re-computation from the resized image; `original` gives the exact regions."""
+    import torch
+    from mining_fakes import ColourRegions, ColourWords
+    from reference_order import np_bilinear, pil_resize
+
+    from ovframe import Sample, Vocabulary
+
+    data, truth = caption_folder
+    for resolution in ("reference", "original"):
+        text = recipe_text(data, tmp_path / "runs", resolution).replace("{plugin: colour-regions}", "{plugin: colour-regions, test_scale: 1.5}")
+        (tmp_path / f"{resolution}.yaml").write_text(f"{text}resolution: {resolution}\n")
+        metrics = run_recipe(load_recipe(tmp_path / f"{resolution}.yaml", registry=fakes_registry), fakes_registry)
+        pairs = read_pairs(tmp_path / "runs" / resolution)
+        assert metrics["pairs"] == len(pairs) == 18
+        for pair in pairs:
+            colour = pair["phrase"].split()[0]
+            mask = rle.decode(pair["mask"])
+            if resolution == "original":
+                np.testing.assert_array_equal(mask, truth[pair["image_id"]]["masks"][colour])
+                continue
+            image = torch.from_numpy(np.array(Image.open(data / "images" / f"{pair['image_id']}.png"))).permute(2, 0, 1)
+            resized = Sample(pil_resize(image, (48, 48)), None, "r")
+            (props,) = ColourRegions(ColourRegions.Config()).propose([resized])
+            (scores,) = ColourWords(ColourWords.Config()).classify([resized], [props], None, Vocabulary((pair["phrase"], "other thing")))
+            logits = np_bilinear(props.mask_logits[pair["proposal"]].numpy()[None].astype(np.float64), (32, 32))[0]
+            np.testing.assert_array_equal(mask, 1 / (1 + np.exp(-logits)) > 0.5)
+            assert pair["score"] == pytest.approx(float(scores.probs[pair["proposal"], 0]))
+            assert (mask != truth[pair["image_id"]]["masks"][colour]).any()  # the test size changed the mask's edges
+
+
 def test_precision_against_labels(tmp_path, fakes_registry, caption_folder):
     """Judged against a labelled view of the same images (exported as a `folder` dataset): all right."""
     data, truth = caption_folder
