@@ -12,19 +12,24 @@ For a proposal with binary mask m (sigmoid(logits) > mask_thr) in an image I (fl
 A proposal is invalid when its binary mask is empty or its box has no area (expand_ratio < 1 on a thin mask).
 
 How a chunk is made (no loop over regions): the images of a batch are stacked once, already as
-(I - fill) / std, and the binary masks of their proposals into one bool stack (both padded to the
-largest image). Regions are taken in groups of similar box size; for a group, every region's source
-rows (its box rows, or only the 4·S rows the resize reads when the box is taller) are cut at the
-group's largest box width with one indexing of an `unfold` view of each stack (no per-pixel index
-tensors), and multiplied by their mask: the reference's normalise(I·m + (1 - m)·fill) is
-m·(I - fill)/std + (fill - mean)/std, and the constant (0 for the mean fill) is added after the resize,
-which is linear with weights summing to 1. The bicubic resize is separable (height, then width, or the
-other way round when that is cheaper), with PyTorch's cubic kernel (A = -0.75), source index
-(align_corners=False) and taps clamped to the box: a batched product with the banded interpolation
-matrices for short inputs, four weighted row gathers for long ones. It equals
-`F.interpolate(..., mode="bicubic")` of the reference crop up to float32 rounding (|difference| <
-1e-4 on normalised values, ~2e-5 measured; tests/clip/test_clip_crops.py); the nearest-resized masks
-read the very pixels `F.interpolate(mode="nearest")` reads, so they are identical.
+(I - fill) / std with the three channels of an image row next to each other, and the binary masks of
+their proposals into one bool stack (both padded to the largest image). The reference's
+normalise(I·m + (1 - m)·fill) is m·(I - fill)/std + (fill - mean)/std, and the constant (0 for the
+mean fill) is added after the resize, which is linear with weights summing to 1. A bicubic resize
+without antialiasing reads 4 taps per output per axis (PyTorch's cubic kernel, A = -0.75; source index
+with align_corners=False; taps clamped to the box), so a region needs only its box rows, or the 4·S rows
+the resize reads when the box is taller. Regions are taken in groups of similar box width; for a group:
+    cut       each region's rows, at the group's widest box width, as contiguous row segments of the
+              stacks (one `index_select` of an `unfold` view each; rows are not padded between regions),
+              and multiplied by their mask: every pixel the resize reads is masked once, at the cut
+    height    output row u = Σ_i w_i · cut row tap_i: one weighted-sum `embedding_bag` for the group
+    width     the same on the transposed result, or for narrow cuts a batched product with the banded
+              interpolation matrices (no transposition)
+and the region masks are read at the pixels `F.interpolate(mode="nearest")` reads (identical). The
+crops equal `F.interpolate(..., mode="bicubic")` of the reference crop up to float32 rounding
+(|difference| < 1e-4 on normalised values, ~2e-5 measured; tests/clip/test_clip_crops.py). Box sizes
+are on the host (the plan), so the hot path has no device-to-host copy; a chunk is a few tensor
+operations per group (docs/performance.md, "Batched crops and the text cache").
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
 CUBIC_A = -0.75
 WINDOW_PIXELS = 1 << 20
@@ -42,8 +48,9 @@ GROUP_MIN, GROUP_WASTE = 8, 1.25
 """A group of regions holds at least GROUP_MIN (per-group work is not free), then ends where padding its
 boxes to one size would cut GROUP_WASTE times their pixels."""
 
-DENSE_ROWS = 160
-"""Inputs up to this many rows are resized by a matrix product (fast for short inputs), longer by tap gathers."""
+DENSE_COLUMNS = 128
+"""Cuts up to this many columns are resized across by a matrix product (no transposition; its cost grows
+with the width), wider ones by a weighted sum of the transposed rows."""
 
 _THRESHOLDS: dict[tuple[float, str], float] = {}
 
@@ -217,6 +224,22 @@ def plan_regions(binaries: Sequence[torch.Tensor], expand_ratio: float) -> Regio
 
 
 @dataclass
+class _Chunk:
+    """The regions of a chunk, on the store's device: what their groups take their rows from."""
+
+    boxes: torch.Tensor  # int64 [B, 4]
+    image: torch.Tensor  # int64 [B], the image of each region in the store
+    row: torch.Tensor  # int64 [B], its mask in the store
+    row_taps: torch.Tensor  # int64 [B, S, 4], box rows
+    row_weights: torch.Tensor  # float [B, S, 4]
+    col_taps: torch.Tensor  # int64 [B, S, 4], box columns
+    col_weights: torch.Tensor  # float [B, S, 4]
+
+    def select(self, which: torch.Tensor) -> "_Chunk":
+        return _Chunk(*(getattr(self, f).index_select(0, which) for f in self.__dataclass_fields__))
+
+
+@dataclass
 class Cropper:
     """Makes the CLIP inputs of regions: normalised crops [3, S, S] and region masks [S, S]."""
 
@@ -228,60 +251,71 @@ class Cropper:
     def crop(self, store: RegionStore, plan: RegionPlan, chunk: range) -> tuple[torch.Tensor, torch.Tensor]:
         """The regions `chunk` of `plan` -> float [B, 3, S, S], bool [B, S, S] (on the store's device)."""
         device = store.images.device
-        s = self.size
-        select = torch.arange(chunk.start, chunk.stop)
-        boxes = plan.boxes[select]
-        order = torch.argsort((boxes[:, 3] - boxes[:, 1]) * (boxes[:, 2] - boxes[:, 0]), descending=True)
-        regions = torch.empty(len(select), 3, s, s, device=device)
-        masks = torch.ones(len(select), s, s, dtype=torch.bool, device=device)
-        for group in _groups(boxes[order], 4 * s):
-            idx = order[group]
-            g_regions, g_masks = self._crop_group(store, plan, select[idx])
-            idx = idx.to(device, non_blocking=True)
-            regions[idx] = g_regions
-            if g_masks is not None:
-                masks[idx] = g_masks
-        return regions, masks
-
-    def _crop_group(self, store: RegionStore, plan: RegionPlan, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        device = store.images.device
-        s, n = self.size, len(which)
-        height, width = store.images.shape[2:]
-        boxes_host = plan.boxes[which]
-        hb = int((boxes_host[:, 3] - boxes_host[:, 1]).max())
-        wb = int((boxes_host[:, 2] - boxes_host[:, 0]).max())
+        s, count = self.size, len(chunk)
+        boxes_host = plan.boxes[chunk.start : chunk.stop]
         boxes = boxes_host.to(device, non_blocking=True)
-        image = plan.image[which].to(device, non_blocking=True)[:, None]
-        row = plan.row[which].to(device, non_blocking=True)[:, None]
         l, t, r, b = boxes.unbind(1)
         h, w = b - t, r - l
-        left = torch.clamp(l, max=width - wb)[:, None]  # the cut is wb wide and stays in the image
-        row_taps, row_weights = cubic_taps(h, s)  # [B, S, 4], in box rows
-        if hb <= 4 * s:  # cut the box's rows (hb of them, from a top that keeps them in the image)
-            top = torch.clamp(t, max=height - hb)
-            source_rows = top[:, None] + torch.arange(hb, device=device)  # [B, hb]
-            row_taps = row_taps + (t - top)[:, None, None]
-        else:  # a tall box: cut only the 4·S rows the resize reads
-            source_rows = (t[:, None, None] + row_taps).flatten(1)  # [B, 4S]
-            row_taps = torch.arange(4 * s, device=device).view(1, s, 4).expand(n, s, 4)
-        cut = store.images.unfold(3, wb, 1)[image, :, source_rows, left]  # [B, L, 3, wb], prepared
-        if self.fill is not None:
-            cut = cut.mul_(store.masks.unfold(2, wb, 1)[row, source_rows, left][:, :, None])  # m·(I - fill)/std
-        col_taps, col_weights = cubic_taps(w, s)
-        col_taps = col_taps + (l - left[:, 0])[:, None, None]
-        if wb < source_rows.shape[1]:  # resize the columns first: the first pass then makes the smaller intermediate
-            by_cols = _resize_rows(cut.permute(0, 3, 2, 1), col_taps, col_weights)  # [B, S(v), 3, L]
-            regions = _resize_rows(by_cols.permute(0, 3, 2, 1), row_taps, row_weights).permute(0, 2, 1, 3)  # [B, 3, S(u), S(v)]
-        else:
-            by_rows = _resize_rows(cut, row_taps, row_weights)  # [B, S(u), 3, wb]
-            regions = _resize_rows(by_rows.permute(0, 3, 2, 1), col_taps, col_weights).permute(0, 2, 3, 1)  # [B, 3, S(u), S(v)]
+        part = _Chunk(
+            boxes,
+            plan.image[chunk.start : chunk.stop].to(device, non_blocking=True),
+            plan.row[chunk.start : chunk.stop].to(device, non_blocking=True),
+            *cubic_taps(h, s),
+            *cubic_taps(w, s),
+        )
+        rows = store.images.permute(0, 2, 1, 3).contiguous()  # [I, H, 3, W]: no copy when made by prepare()
+        regions = torch.empty(count, 3, s, s, device=device)
+        heights = (boxes_host[:, 3] - boxes_host[:, 1]).clamp(max=4 * s)  # rows cut per region
+        widths = boxes_host[:, 2] - boxes_host[:, 0]
+        order = torch.argsort(widths, descending=True)
+        for group in _groups(widths[order], heights[order]):
+            which = order[group]
+            crops = self._crop_group(rows, store.masks, part.select(which.to(device, non_blocking=True)), heights[which], int(widths[which[0]]))
+            regions.index_copy_(0, which.to(device, non_blocking=True), crops)
         if self.fill is None:
-            return regions, None
+            return regions, torch.ones(count, s, s, dtype=torch.bool, device=device)
         if self.fill != "mean":  # + (fill - mean)/std, which is 0 for the mean fill
-            regions = regions + self._background(device)
-        ny = t[:, None] + nearest_index(h, s)  # [B, S]
-        nx = l[:, None] + nearest_index(w, s)
-        return regions, store.masks[row[:, :, None], ny[:, :, None], nx[:, None, :]]
+            regions += self._background(device)
+        height, width = store.masks.shape[1:]
+        ny = (part.row[:, None] * height + t[:, None] + nearest_index(h, s)).flatten()  # [B·S], rows of the mask stack
+        nx = l[:, None, None] + nearest_index(w, s)[:, None, :]  # [B, 1, S]
+        mask_rows = store.masks.view(-1, width).index_select(0, ny).view(count, s, width)
+        return regions, mask_rows.gather(2, nx.expand(count, s, s))
+
+    def _crop_group(self, rows: torch.Tensor, masks: torch.Tensor, g: _Chunk, heights: torch.Tensor, wb: int) -> torch.Tensor:
+        """The regions of `g`, `heights` rows (on the host) and `wb` columns cut of each, from the store's
+        rows [I, H, 3, W] and masks [M, H, W] -> float [n, 3, S(u), S(v)] (normalised, without the constant
+        (fill - mean)/std; strided)."""
+        device = rows.device
+        s, n = self.size, len(heights)
+        height, width = masks.shape[1:]
+        total = int(heights.sum())  # rows cut
+        first = (heights.cumsum(0) - heights).to(device, non_blocking=True)  # each region's first cut row
+        l, t, r, b = g.boxes.unbind(1)
+        tall = b - t > 4 * s  # only the 4·S rows the resize reads are cut, in the order of its taps
+        left = torch.clamp(l, max=width - wb)  # the cut is wb wide and stays in the image row
+        region = torch.repeat_interleave(torch.arange(n, device=device), heights.to(device, non_blocking=True), output_size=total)
+        line = torch.arange(total, device=device) - first[region]  # the cut row's index in its region
+        cut_rows = t[region] + torch.where(tall[region], g.row_taps.flatten(1)[region, line], line)  # [total], image rows
+        taps = first[:, None, None] + torch.where(tall[:, None, None], torch.arange(4 * s, device=device).view(1, s, 4), g.row_taps)
+        # the cut: [total, 3, wb], one contiguous segment of a store row per (cut row, channel)
+        starts = ((g.image[region] * height + cut_rows)[:, None] * 3 + torch.arange(3, device=device)) * width + left[region, None]
+        cut = rows.view(-1).unfold(0, wb, 1).index_select(0, starts.flatten()).view(total, 3, wb)
+        if self.fill is not None:  # m·(I - fill)/std: every pixel the resize reads is masked once, here
+            mask_starts = (g.row[region] * height + cut_rows) * width + left[region]
+            taken = masks.view(-1).unfold(0, wb, 1).index_select(0, mask_starts)
+            cut.mul_(taken.to(cut.dtype)[:, None, :])
+        # height: output row u of region k is Σ_i row_weights[k, u, i] · cut row taps[k, u, i]
+        by_rows = _weighted_rows(cut.view(total, 3 * wb), taps, g.row_weights)  # [n·S(u), 3·wb]
+        # width: output column v is Σ_j col_weights[k, v, j] · column col_taps[k, v, j]
+        col_taps = g.col_taps + (l - left)[:, None, None]
+        if wb <= DENSE_COLUMNS:  # a batched product with the banded interpolation matrices: [n, S(u)·3, wb] @ [n, wb, S(v)]
+            matrix = torch.zeros(n, s, wb, device=device).scatter_add_(2, col_taps, g.col_weights)
+            return torch.bmm(by_rows.view(n, s * 3, wb), matrix.transpose(1, 2)).view(n, s, 3, s).transpose(1, 2)
+        # the same weighted sum of rows as for the height, on the transposed [n·wb, S(u)·3]
+        columns = by_rows.view(n, s * 3, wb).transpose(1, 2).reshape(n * wb, s * 3)
+        col_taps = col_taps + wb * torch.arange(n, device=device)[:, None, None]
+        return _weighted_rows(columns, col_taps, g.col_weights).view(n, s, s, 3).permute(0, 3, 2, 1)
 
     def _consts(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """255 x (mean, std, fill) as float [3, 1, 1]; no fill: the mean."""
@@ -296,7 +330,9 @@ class Cropper:
         normalise(I·m + (1 - m)·fill)."""
         stacked = RegionStore.stack_images(images, device)
         mean, std, fill = self._consts(stacked.device)
-        return (stacked.float() - fill) / std
+        n, _, h, w = stacked.shape
+        out = torch.empty(n, h, 3, w, device=stacked.device).permute(0, 2, 1, 3)  # the channels of a row together
+        return torch.sub(stacked, fill, out=out).div_(std)
 
     def _background(self, device: torch.device) -> torch.Tensor:
         mean, std, fill = self._consts(device)
@@ -324,39 +360,28 @@ class Cropper:
         return self.crop(RegionStore(stacked, masks), plan, range(n))
 
 
-def _resize_rows(planes: torch.Tensor, taps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """float [B, L, C, X] -> [B, S, C, X]: output row u of region b is Σ_k weights[b, u, k] · row taps[b, u, k]
-    (taps/weights [B, S, 4]). Short inputs go through one batched matrix product with the (banded)
-    interpolation matrices; long ones through four row gathers and multiply-adds, which skip the zeros."""
-    n, length, c, x = planes.shape
-    out = taps.shape[1]
-    if length <= DENSE_ROWS:
-        matrix = torch.zeros(n, out, length, device=planes.device).scatter_add_(2, taps, weights)
-        return torch.bmm(matrix, planes.reshape(n, length, c * x)).view(n, out, c, x)
-    flat = planes.reshape(n * length, c * x)
-    offset = (torch.arange(n, device=planes.device) * length)[:, None]
-    result = None
-    for k in range(4):
-        rows = flat.index_select(0, (taps[:, :, k] + offset).flatten()).view(n, out, c, x)
-        w = weights[:, :, k, None, None]
-        result = rows.mul_(w) if result is None else result.addcmul_(rows, w)
-    return result
+def _weighted_rows(table: torch.Tensor, taps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """float [R, D], int64 [B, S, 4] row indices into it, float [B, S, 4] -> [B·S, D]: output row (b, u) is
+    Σ_k weights[b, u, k] · table[taps[b, u, k]]: one weighted-sum `embedding_bag` (gathers and sums rows
+    without materialising the 4 taps)."""
+    count = taps.numel()
+    offsets = torch.arange(0, count, 4, device=table.device)
+    return F.embedding_bag(taps.reshape(count), table, offsets, mode="sum", per_sample_weights=weights.reshape(count))
 
 
-def _groups(boxes: torch.Tensor, tall: int) -> Iterator[slice]:
-    """Consecutive runs of boxes (sorted by area, largest first) cut at one size: a run of at least
-    GROUP_MIN boxes ends when padding to its largest height (at most `tall` rows are cut) and width would
-    cut GROUP_WASTE times the pixels the boxes hold; any run ends before it passes WINDOW_PIXELS."""
-    hs = (boxes[:, 3] - boxes[:, 1]).clamp(max=tall).tolist()
-    ws = (boxes[:, 2] - boxes[:, 0]).tolist()
-    start, hmax, wmax, area = 0, 0, 0, 0
-    for i, (h, w) in enumerate(zip(hs, ws)):
-        hmax2, wmax2, area2 = max(hmax, h), max(wmax, w), area + h * w
-        padded = (i - start + 1) * hmax2 * wmax2
-        wasteful = i - start >= GROUP_MIN and padded > GROUP_WASTE * area2
+def _groups(widths: torch.Tensor, heights: torch.Tensor) -> Iterator[slice]:
+    """Consecutive runs of regions (sorted by box width, widest first) cut at one width: a run of at least
+    GROUP_MIN regions ends when padding them to its first width would cut GROUP_WASTE times their
+    pixels; any run ends before it passes WINDOW_PIXELS. Rows are not padded (each region cuts its own)."""
+    start, rows, area = 0, 0, 0
+    for i, (w, h) in enumerate(zip(widths.tolist(), heights.tolist())):
+        if i == start:
+            wmax = w
+        padded = (rows + h) * wmax
+        wasteful = i - start >= GROUP_MIN and padded > GROUP_WASTE * (area + h * w)
         if i > start and (wasteful or padded > WINDOW_PIXELS):
             yield slice(start, i)
-            start, hmax2, wmax2, area2 = i, h, w, h * w
-        hmax, wmax, area = hmax2, wmax2, area2
-    if start < len(hs):
-        yield slice(start, len(hs))
+            start, wmax, rows, area = i, w, 0, 0
+        rows, area = rows + h, area + h * w
+    if start < len(widths):
+        yield slice(start, len(widths))

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ovframe_clip import crops
 from ovframe_clip.crops import Cropper, RegionStore, binarize, logit_threshold, plan_regions
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -48,9 +49,20 @@ def scenes(seed: int):
     return images, logits
 
 
+GROUPINGS = {
+    "default": {},
+    "one region per group": {"WINDOW_PIXELS": 1},
+    "one group per chunk": {"WINDOW_PIXELS": 1 << 40, "GROUP_WASTE": float("inf")},
+}
+
+
 @pytest.mark.parametrize("fill", ["mean", "zero", None])
 @pytest.mark.parametrize("size,ratio", [(32, 1.0), (24, 1.5), (40, 0.8)])
-def test_batched_crops_equal_the_per_region_reference(fill, size, ratio):
+@pytest.mark.parametrize("grouping", list(GROUPINGS))
+def test_batched_crops_equal_the_per_region_reference(fill, size, ratio, grouping, monkeypatch):
+    """Whatever the groups (regions of different heights share a group: tall ones cut only their tap rows)."""
+    for name, value in GROUPINGS[grouping].items():
+        monkeypatch.setattr(crops, name, value)
     images, logits = scenes(size)
     cropper = Cropper(size, MEAN, STD, fill)
     store_images = cropper.prepare(images, "cpu")
@@ -65,13 +77,15 @@ def test_batched_crops_equal_the_per_region_reference(fill, size, ratio):
     got = [cropper.crop(store, plan, chunk) for chunk in plan.chunks(9)]
     regions = torch.cat([r for r, _ in got])
     region_masks = torch.cat([m for _, m in got])
-    tall = 0
+    tall = wide = 0
     for j, ((i, q), box) in enumerate(zip(plan.items, plan.boxes.tolist())):
         want, want_mask = reference_crop(images[i], binaries[i][q], box, fill, size)
         torch.testing.assert_close(regions[j], want, rtol=0, atol=TOLERANCE)
         assert torch.equal(region_masks[j], want_mask)
         tall += box[3] - box[1] > 4 * size
+        wide += box[2] - box[0] > crops.DENSE_COLUMNS
     assert tall, "the cases include boxes taller than 4·S (only the rows the resize reads are cut)"
+    assert wide and wide < len(plan), "both ways across: the matrix product and the transposed weighted sum"
 
 
 def test_crop_batch_of_single_masks_matches_the_classifier_path():
