@@ -41,12 +41,12 @@ import torch
 import torch.nn.functional as F
 
 CUBIC_A = -0.75
-WINDOW_PIXELS = 1 << 20
-"""Pixels cut at once (a group of regions): 12 MB of float32 RGB, small enough to stay in cache."""
+WINDOW_PIXELS = 1 << 19
+"""Pixels cut at once (a group of regions): 6 MB of float32 RGB, so that the passes over a cut find it in cache."""
 
-GROUP_MIN, GROUP_WASTE = 8, 1.25
-"""A group of regions holds at least GROUP_MIN (per-group work is not free), then ends where padding its
-boxes to one size would cut GROUP_WASTE times their pixels."""
+GROUP_SLACK = 1 << 16
+"""A group of regions ends where padding their cuts to its widest would add more than GROUP_SLACK pixels
+(a group's fixed cost, ~30 small tensor operations, is worth about that many pixels of work on a CPU)."""
 
 DENSE_COLUMNS = 128
 """Cuts up to this many columns are resized across by a matrix product (no transposition; its cost grows
@@ -370,16 +370,15 @@ def _weighted_rows(table: torch.Tensor, taps: torch.Tensor, weights: torch.Tenso
 
 
 def _groups(widths: torch.Tensor, heights: torch.Tensor) -> Iterator[slice]:
-    """Consecutive runs of regions (sorted by box width, widest first) cut at one width: a run of at least
-    GROUP_MIN regions ends when padding them to its first width would cut GROUP_WASTE times their
-    pixels; any run ends before it passes WINDOW_PIXELS. Rows are not padded (each region cuts its own)."""
+    """Consecutive runs of regions (sorted by box width, widest first) cut at one width: a run ends where
+    padding its regions to its first width would add more than GROUP_SLACK pixels, or before it passes
+    WINDOW_PIXELS. Rows are not padded (each region cuts its own)."""
     start, rows, area = 0, 0, 0
     for i, (w, h) in enumerate(zip(widths.tolist(), heights.tolist())):
         if i == start:
             wmax = w
         padded = (rows + h) * wmax
-        wasteful = i - start >= GROUP_MIN and padded > GROUP_WASTE * (area + h * w)
-        if i > start and (wasteful or padded > WINDOW_PIXELS):
+        if i > start and (padded - area - h * w > GROUP_SLACK or padded > WINDOW_PIXELS):
             yield slice(start, i)
             start, wmax, rows, area = i, w, 0, 0
         rows, area = rows + h, area + h * w

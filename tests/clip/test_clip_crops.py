@@ -52,7 +52,7 @@ def scenes(seed: int):
 GROUPINGS = {
     "default": {},
     "one region per group": {"WINDOW_PIXELS": 1},
-    "one group per chunk": {"WINDOW_PIXELS": 1 << 40, "GROUP_WASTE": float("inf")},
+    "one group per chunk": {"WINDOW_PIXELS": 1 << 40, "GROUP_SLACK": float("inf")},
 }
 
 
