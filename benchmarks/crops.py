@@ -9,6 +9,10 @@ the same scene), the shipped CLIP with its MPT prompts (recipes/demo.yaml). For 
   crop (loop)      the reference's per-region procedure (slice, mask, normalise, bicubic, nearest)
   forward          the image tower (MPT) on the same crops, chunks of 64
   share            crop / (crop + forward): the part of region classification spent cropping
+  read px          the pixels a bicubic resize without antialiasing reads, Σ min(h, 4·S) · min(w, 4·S)
+                   over the boxes (4 taps per output per axis: every box pixel up to 4·S per axis)
+  1 read ms        one pass that only reads those pixels' float32 RGB values (a sum): what any exact
+                   crop from float32 images costs at least, and its share as above
 and the largest difference between the two crops (normalised units). Best of --repeats, measured
 alternately so that other load hits all alike; in CPU time with one thread (less sensitive to a loaded
 machine), in wall time with more. Figures are printed; nothing is asserted.
@@ -79,7 +83,7 @@ def main() -> None:
         base_props = pipeline.proposals.propose(base, pipeline.encode(vocab))
     print(f"CPU threads: {args.threads} ({'CPU' if args.threads == 1 else 'wall'} time); demo CLIP (ViT 96/16, width 128, 4 layers) with MPT; {args.images} synth images")
     print(f"{'size':>5} {'regions':>8} {'crop batched ms':>16} {'crop loop ms':>13} {'forward ms':>11} "
-          f"{'share batched':>14} {'share loop':>11} {'speed-up':>9} {'max |diff|':>11}")
+          f"{'share batched':>14} {'share loop':>11} {'speed-up':>9} {'read px':>9} {'1 read ms':>10} {'share 1 read':>13} {'max |diff|':>11}")
     for size in args.sizes:
         samples, props = [], []
         for s, p in zip(base, base_props):
@@ -96,8 +100,14 @@ def main() -> None:
             looped = loop_crops(clf.cropper, samples, plan, binaries)
             diff = float((torch.cat([r for r, _ in batched]) - looped[0]).abs().max())
             same_masks = torch.equal(torch.cat([m for _, m in batched]), looped[1])
+            s = clf.cropper.size
+            heights = (plan.boxes[:, 3] - plan.boxes[:, 1]).clamp(max=4 * s)
+            widths = (plan.boxes[:, 2] - plan.boxes[:, 0]).clamp(max=4 * s)
+            read = int((heights * widths).sum())
+            values = torch.rand(read * 3)
             t = best_times(
                 {
+                    "read": lambda: values.sum(),
                     "batched": lambda: [clf.region_inputs(store, plan, c) for c in plan.chunks(64)],
                     "loop": lambda: loop_crops(clf.cropper, samples, plan, binaries),
                     "forward": lambda: [clf.encoder(r, m) for r, m in batched],
@@ -106,9 +116,9 @@ def main() -> None:
                 time.process_time if args.threads == 1 else time.perf_counter,
             )
         n = len(plan)
-        tb, tl, tf = (1000 * t[k] for k in ("batched", "loop", "forward"))
+        tb, tl, tf, tr = (1000 * t[k] for k in ("batched", "loop", "forward", "read"))
         print(f"{size:>5} {n:>8} {tb:>16.1f} {tl:>13.1f} {tf:>11.1f} {tb / (tb + tf):>14.1%} {tl / (tl + tf):>11.1%} "
-              f"{tl / tb:>8.1f}x {diff:>11.2e}{'' if same_masks else '  (masks differ!)'}")
+              f"{tl / tb:>8.1f}x {read / 1e6:>8.2f}M {tr:>10.1f} {tr / (tr + tf):>13.1%} {diff:>11.2e}{'' if same_masks else '  (masks differ!)'}")
 
 
 if __name__ == "__main__":

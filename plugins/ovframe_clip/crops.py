@@ -42,11 +42,17 @@ import torch.nn.functional as F
 
 CUBIC_A = -0.75
 WINDOW_PIXELS = 1 << 19
-"""Pixels cut at once (a group of regions): 6 MB of float32 RGB, so that the passes over a cut find it in cache."""
+"""Pixels cut at once (a group of regions) on a CPU: 6 MB of float32 RGB, so that the passes over a cut
+find it in cache."""
 
 GROUP_SLACK = 1 << 16
 """A group of regions ends where padding their cuts to its widest would add more than GROUP_SLACK pixels
 (a group's fixed cost, ~30 small tensor operations, is worth about that many pixels of work on a CPU)."""
+
+ACCELERATOR_SCALE = 32
+"""On other devices (a GPU) WINDOW_PIXELS and GROUP_SLACK are this many times larger: a group's fixed
+cost there is ~30 kernel launches, worth far more pixels, and memory is not a cache (not measured: no GPU
+was at hand)."""
 
 DENSE_COLUMNS = 128
 """Cuts up to this many columns are resized across by a matrix product (no transposition; its cost grows
@@ -268,7 +274,8 @@ class Cropper:
         heights = (boxes_host[:, 3] - boxes_host[:, 1]).clamp(max=4 * s)  # rows cut per region
         widths = boxes_host[:, 2] - boxes_host[:, 0]
         order = torch.argsort(widths, descending=True)
-        for group in _groups(widths[order], heights[order]):
+        scale = 1 if device.type == "cpu" else ACCELERATOR_SCALE
+        for group in _groups(widths[order], heights[order], WINDOW_PIXELS * scale, GROUP_SLACK * scale):
             which = order[group]
             crops = self._crop_group(rows, store.masks, part.select(which.to(device, non_blocking=True)), heights[which], int(widths[which[0]]))
             regions.index_copy_(0, which.to(device, non_blocking=True), crops)
@@ -304,7 +311,7 @@ class Cropper:
         if self.fill is not None:  # m·(I - fill)/std: every pixel the resize reads is masked once, here
             mask_starts = (g.row[region] * height + cut_rows) * width + left[region]
             taken = masks.view(-1).unfold(0, wb, 1).index_select(0, mask_starts)
-            cut.mul_(taken.to(cut.dtype)[:, None, :])
+            cut.mul_(taken[:, None, :])
         # height: output row u of region k is Σ_i row_weights[k, u, i] · cut row taps[k, u, i]
         by_rows = _weighted_rows(cut.view(total, 3 * wb), taps, g.row_weights)  # [n·S(u), 3·wb]
         # width: output column v is Σ_j col_weights[k, v, j] · column col_taps[k, v, j]
@@ -369,16 +376,16 @@ def _weighted_rows(table: torch.Tensor, taps: torch.Tensor, weights: torch.Tenso
     return F.embedding_bag(taps.reshape(count), table, offsets, mode="sum", per_sample_weights=weights.reshape(count))
 
 
-def _groups(widths: torch.Tensor, heights: torch.Tensor) -> Iterator[slice]:
+def _groups(widths: torch.Tensor, heights: torch.Tensor, window: int, slack: int) -> Iterator[slice]:
     """Consecutive runs of regions (sorted by box width, widest first) cut at one width: a run ends where
-    padding its regions to its first width would add more than GROUP_SLACK pixels, or before it passes
-    WINDOW_PIXELS. Rows are not padded (each region cuts its own)."""
+    padding its regions to its first width would add more than `slack` pixels, or before it passes
+    `window` pixels. Rows are not padded (each region cuts its own)."""
     start, rows, area = 0, 0, 0
     for i, (w, h) in enumerate(zip(widths.tolist(), heights.tolist())):
         if i == start:
             wmax = w
         padded = (rows + h) * wmax
-        if i > start and (padded - area - h * w > GROUP_SLACK or padded > WINDOW_PIXELS):
+        if i > start and (padded - area - h * w > slack or padded > window):
             yield slice(start, i)
             start, wmax, rows, area = i, w, 0, 0
         rows, area = rows + h, area + h * w
