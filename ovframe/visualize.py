@@ -185,14 +185,15 @@ def overlay(
     order = sorted(share, key=lambda k: (-share[k], names[k]))
     entries = [f"{names[k]}  {100 * share[k]:.1f}%" for k in order]
     legend_w = max([int(font.getlength(e)) for e in entries] + [int(font.getlength("prediction")) + 8]) + line + 2 * font_size
-    header = line + font_size // 2 if len(panels) > 1 else 0
+    legend_top = line + font_size // 2  # the legend starts level with the pictures under their captions ...
+    header = legend_top if len(panels) > 1 else 0  # ... and below a viewer's toolbar when the picture is alone
     title_h = line if title else 0
     gap = max(4, font_size // 3)
     n = len(panels)
     stacked = pw > 2 * ph  # a wide image: panels one above the other, so the picture stays readable
     block_w, block_h = (pw, n * (header + ph) + (n - 1) * gap) if stacked else (n * pw + (n - 1) * gap, header + ph)
     canvas_w = block_w + gap + legend_w
-    canvas_h = title_h + max(block_h, header + len(order) * line + font_size)
+    canvas_h = title_h + max(block_h, legend_top + len(order) * line + font_size)
     canvas = Image.new("RGB", (canvas_w, canvas_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     if title:
@@ -204,7 +205,7 @@ def overlay(
         canvas.paste(Image.fromarray(panel), (x, y + header))
     x0 = block_w + gap + font_size // 2
     for row, (k, entry) in enumerate(zip(order, entries)):
-        y = title_h + header + row * line
+        y = title_h + legend_top + row * line
         box = [x0, y + 2, x0 + font_size, y + 2 + font_size]
         draw.rectangle(box, fill=tuple(int(c) for c in colours[k]), outline=(0, 0, 0))
         draw.text((x0 + font_size + font_size // 2, y), entry, fill=(0, 0, 0), font=font)

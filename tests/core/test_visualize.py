@@ -69,8 +69,9 @@ def test_overlay_layout_input_beside_prediction_or_above_it_when_wide():
 
 
 def test_a_prediction_shown_alone_starts_at_the_top_with_no_caption():
-    """`ovframe serve` shows the prediction alone under its own label ("Prediction"): a caption above the
-    picture would be hidden under that label, one letter showing (found in headless Chromium)."""
+    """`ovframe serve` shows the prediction alone under its own label ("Prediction", top left) and toolbar
+    (top right): a caption above the picture was hidden under that label, one letter showing (found in
+    headless Chromium); the legend must stay below the toolbar."""
     from ovframe.visualize import overlay
 
     g = np.random.default_rng(0)
@@ -78,5 +79,7 @@ def test_a_prediction_shown_alone_starts_at_the_top_with_no_caption():
     alone = np.asarray(overlay(image, labels, ["a", "b"], show_input=False))
     assert alone.shape[0] == 384  # the picture, scaled 6x, and nothing above or below it
     assert (alone[:, :384] != 255).any(axis=(1, 2)).all()  # every row of the panel is picture, none is caption
+    legend = alone[:, 384 + 8 :]
+    assert (legend[:20] == 255).all()  # the legend leaves the top free (the page's toolbar sits there, top right)
     both = np.asarray(overlay(image, labels, ["a", "b"]))
     assert both.shape[0] > 384 and (both[:10, :384] == 255).all(axis=-1).mean() > 0.5  # two panels: captioned
