@@ -1,6 +1,6 @@
 """Classifying only the proposals that matter: CLIP forwards per image against mIoU, on the demo.
 
-    OMP_NUM_THREADS=1 python benchmarks/skip_proposals.py [--images 200] [--seeds 1 0] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/skip_proposals.py [--images 200] [--seeds 1 0] [--quick] [--only TEXT ...]
 
 recipes/demo.yaml (the shipped tiny MaskFormer, 24 proposals per image, tiny CLIP with MPT, geometric
 ensemble) evaluated with the fuser's `skip` option set as each row says, on the synth val split under
@@ -21,25 +21,29 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS: list[tuple[str, dict | None]] = [
     ("every proposal (reference)", None),
     ("certify (exact)", {"certify": True}),
-    ("share 0.95", {"certify": False, "share_iou": 0.95, "min_top_area": False}),
-    ("share 0.85", {"certify": False, "share_iou": 0.85, "min_top_area": False}),
-    ("share 0.7", {"certify": False, "share_iou": 0.7, "min_top_area": False}),
+    ("share 0.95", {"certify": False, "share_iou": 0.95, "leader": "largest", "min_top_area": False}),
+    ("share 0.85", {"certify": False, "share_iou": 0.85, "leader": "largest", "min_top_area": False}),
+    ("share 0.7", {"certify": False, "share_iou": 0.7, "leader": "largest", "min_top_area": False}),
     ("top area > 0", {"certify": False, "share_iou": False, "min_top_area": 0.0}),
-    ("share 0.9 + top area > 0", {"certify": False, "share_iou": 0.9, "min_top_area": 0.0}),
-    ("share 0.85 + top area > 0", {"certify": False, "share_iou": 0.85, "min_top_area": 0.0}),
-    ("share 0.85 + top area > 0.05 %", {"certify": False, "share_iou": 0.85, "min_top_area": 0.0005}),
-    ("share 0.8 + top area > 0.05 %", {"certify": False, "share_iou": 0.8, "min_top_area": 0.0005}),
+    ("share 0.9 + top area > 0", {"certify": False, "share_iou": 0.9, "leader": "largest", "min_top_area": 0.0}),
+    ("share 0.85 + top area > 0", {"certify": False, "share_iou": 0.85, "leader": "largest", "min_top_area": 0.0}),
+    ("share 0.85 + top area > 0.05 %", {"certify": False, "share_iou": 0.85, "leader": "largest", "min_top_area": 0.0005}),
+    ("share 0.8 + top area > 0.05 %", {"certify": False, "share_iou": 0.8, "leader": "largest", "min_top_area": 0.0005}),
+    ("weightiest: share 0.85", {"certify": False, "share_iou": 0.85, "leader": "weightiest", "min_top_area": False}),
+    ("weightiest: share 0.85 + top area > 0.05 %", {"certify": False, "share_iou": 0.85, "leader": "weightiest", "min_top_area": 0.0005}),
+    ("weightiest: share 0.85 + top area > 0.1 %", {"certify": False, "share_iou": 0.85, "leader": "weightiest", "min_top_area": 0.001}),
+    ("weightiest: share 0.8 + top area > 0.05 %", {"certify": False, "share_iou": 0.8, "leader": "weightiest", "min_top_area": 0.0005}),
     ("no-object <= 0.5", {"certify": False, "share_iou": False, "min_top_area": False, "max_no_object": 0.5}),
     ("area >= 0.5 %", {"certify": False, "share_iou": False, "min_top_area": False, "min_area": 0.005}),
     ("top 8 by objectness", {"certify": False, "share_iou": False, "min_top_area": False, "top_k": 8}),
 ]
-QUICK = {"every proposal (reference)", "certify (exact)", "share 0.85 + top area > 0.05 %"}
+QUICK = {"every proposal (reference)", "certify (exact)", "weightiest: share 0.85 + top area > 0.05 %"}
 
 
 def overrides(skip: dict | None) -> list[str]:
     if skip is None:
         return ["fuser.skip=null"]
-    return [f"fuser.skip.{k}={str(v).lower()}" for k, v in skip.items()]
+    return [f"fuser.skip.{k}={v if isinstance(v, str) else str(v).lower()}" for k, v in skip.items()]
 
 
 def main() -> None:
@@ -47,6 +51,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 0])
     parser.add_argument("--quick", action="store_true", help="only the reference, certify and the recommended setting")
+    parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the reference and the rows whose label contains one of these")
     args = parser.parse_args()
 
     import torch
@@ -58,6 +63,8 @@ def main() -> None:
 
     registry = get_registry()
     settings = [s for s in SETTINGS if not args.quick or s[0] in QUICK]
+    if args.only:
+        settings = [s for i, s in enumerate(settings) if i == 0 or any(t in s[0] for t in args.only)]
     for seed in args.seeds:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:

@@ -21,18 +21,24 @@ PROPOSAL_PROBS_HELP = (
 class SkipConfig(StrictModel):
     """Classify only the proposals that matter (docs/performance.md has the measured trade-off).
 
-    Proposals are grouped: one whose binary mask (sigmoid > 0.5) overlaps a larger one's at IoU >=
-    share_iou joins it and takes its region scores. A group gets no region opinion (it then adds nothing
-    to the fused map) when its weighted masks are the strongest on at most min_top_area of the image,
-    or its largest member's mask covers less than min_area, or that member's no-object probability is
-    above max_no_object, or it is not among the top_k groups by objectness. Only the largest member of
-    each remaining group is classified. With certify (the default), every proposal left out that could
-    still change a label is then classified after all, so the labels are exactly those of classifying
-    everything; without it, the approximation above is the result."""
+    Proposals are grouped: one whose binary mask (sigmoid > 0.5) overlaps a group leader's at IoU >=
+    share_iou joins it and takes its region scores (leaders are taken greedily from the weightiest
+    proposal down: mask area times the most the fuser lets it weigh; `leader: largest`: by area). A
+    group gets no region opinion (it then adds nothing to the fused map) when its weighted masks are
+    the strongest on at most min_top_area of the image, or its leader's mask covers less than
+    min_area, or the leader's no-object probability is above max_no_object, or it is not among the
+    top_k groups by objectness. Only the leader of each remaining group is classified. With certify
+    (the default), every proposal left out that could still change a label is then classified after
+    all, so the labels are exactly those of classifying everything; without it, the approximation
+    above is the result."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
     share_iou: Annotated[float, Field(gt=0.0, le=1.0)] | Literal[False] = Field(
-        0.85, description="mask IoU at which a proposal reuses a larger one's region scores (false: never)"
+        0.85, description="mask IoU at which a proposal reuses its group leader's region scores (false: never)"
+    )
+    leader: Literal["weightiest", "largest"] = Field(
+        "weightiest",
+        description="the member of a group that is classified and lends its scores: weightiest (largest mask area x the most it can weigh, p_proposal^(1-λ)) or largest (mask area)",
     )
     min_top_area: Annotated[float, Field(ge=0.0, lt=1.0)] | Literal[False] = Field(
         0.0005,

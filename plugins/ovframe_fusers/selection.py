@@ -2,10 +2,11 @@
 
 Per image, from what is known before any CLIP forward (masks, and the most a proposal can weigh in
 the fused map, `strength` [N]: max_k of its weight when its region score is 1):
-    groups    greedy by mask area: the largest ungrouped proposal starts a group and takes every
+    groups    greedy by weight (`leader: weightiest`, binary mask area · strength) or by mask area
+              (`largest`): the first ungrouped proposal in that order leads a group and takes every
               ungrouped proposal whose binary mask overlaps its own at IoU >= share_iou
     top area  pixels where a member of the group has the strongest strength · sigmoid(mask)
-    selection the largest member of each group that passes the criteria (top area above min_top_area,
+    selection the leader of each group that passes the criteria (top area above min_top_area,
               area at least min_area, no-object probability at most max_no_object, among the top_k by
               objectness) is classified and the other members take its scores; the other groups get
               no region opinion
@@ -33,9 +34,10 @@ def _grid(mask_logits: torch.Tensor) -> torch.Tensor:
     return mask_logits[:, ::step, ::step].flatten(1)
 
 
-def group_by_overlap(binary: torch.Tensor, iou_thr: float | bool) -> torch.Tensor:
-    """bool [N, P] masks -> int64 [N]: the index of each proposal's group leader (the largest member);
-    iou_thr False: every proposal is a group of its own."""
+def group_by_overlap(binary: torch.Tensor, iou_thr: float | bool, order: torch.Tensor | None = None) -> torch.Tensor:
+    """bool [N, P] masks -> int64 [N]: the index of each proposal's group leader, the first member in
+    descending `order` [N] (default: mask area; ties by index); iou_thr False: every proposal is a group
+    of its own."""
     n = binary.shape[0]
     leader = torch.arange(n)
     if iou_thr is False or n == 0:
@@ -46,7 +48,7 @@ def group_by_overlap(binary: torch.Tensor, iou_thr: float | bool) -> torch.Tenso
     iou = (inter / (area[:, None] + area[None, :] - inter).clamp(min=1.0)).cpu()
     area = area.cpu()
     leader = torch.full((n,), -1, dtype=torch.int64)
-    for q in torch.argsort(area, descending=True, stable=True).tolist():
+    for q in torch.argsort(area if order is None else order.cpu(), descending=True, stable=True).tolist():
         if leader[q] >= 0:
             continue
         leader[q] = q
@@ -60,8 +62,9 @@ def select(proposals: Proposals, strength: torch.Tensor, config: SkipConfig) -> 
     n = len(proposals)
     logits = _grid(proposals.mask_logits.float())
     binary = logits > 0  # sigmoid > 0.5; NaN is background
-    leader = group_by_overlap(binary, config.share_iou)
     area = binary.sum(dim=1).cpu()
+    order = area * strength.cpu().float() if config.leader == "weightiest" else None
+    leader = group_by_overlap(binary, config.share_iou, order)
     empty = area == 0
     keep = torch.ones(n, dtype=torch.bool)  # per group leader
     if config.min_top_area is not False and n > 0:

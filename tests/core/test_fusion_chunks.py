@@ -177,6 +177,45 @@ def test_uncertified_skipping_shares_duplicates_and_drops_what_is_nowhere_strong
     np.testing.assert_array_equal((sel.source[sel.classify & (sel.source >= 0)]).numpy(), torch.nonzero(sel.classify & (sel.source >= 0)).flatten().numpy())
 
 
+def brute_force_groups(masks, class_logits, iou_thr, lam, leader):
+    """Group leaders recomputed pixel by pixel: greedy from the weightiest (area x max_k
+    p_proposal^(1-λ)) or the largest proposal down, joining the ungrouped ones at IoU >= iou_thr."""
+    binary = (masks > 0).flatten(1).numpy()
+    area = binary.sum(1)
+    p_prop = np.exp(class_logits.double().numpy())
+    p_prop = p_prop / p_prop.sum(1, keepdims=True)
+    key = area * (p_prop[:, :-1] ** (1 - lam)).max(1) if leader == "weightiest" else area.astype(float)
+    lead = [-1] * len(area)
+    for q in sorted(range(len(area)), key=lambda q: (-key[q], q)):
+        if lead[q] >= 0:
+            continue
+        lead[q] = q
+        for r in range(len(area)):
+            inter = int((binary[q] & binary[r]).sum())
+            union = int(area[q] + area[r]) - inter
+            if lead[r] < 0 and area[q] > 0 and union > 0 and inter / union >= iou_thr:
+                lead[r] = q
+    return np.array(lead), key
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_each_group_is_classified_through_its_weightiest_member(seed):
+    samples, tables, vocab = world(seed)
+    differ = 0
+    for leader in ("weightiest", "largest"):
+        fuser = pipeline(tables, {"certify": False, "share_iou": 0.5, "min_top_area": False, "leader": leader}).fuser
+        for name, t in tables.items():
+            sel = fuser.select_regions([Proposals(t["masks"], t["class_logits"])], vocab)[0]
+            want, key = brute_force_groups(t["masks"], t["class_logits"], 0.5, 0.7, leader)
+            np.testing.assert_array_equal(sel.source.numpy(), want)
+            np.testing.assert_array_equal(sel.classify.numpy(), want == np.arange(len(want)))
+            for q, lead in enumerate(want):  # no member outweighs (or outsizes) its group's leader
+                assert key[q] <= key[lead] + 1e-9
+            if leader == "weightiest":
+                differ += int((want != brute_force_groups(t["masks"], t["class_logits"], 0.5, 0.7, "largest")[0]).sum())
+    assert differ > 0  # the two orders pick different leaders here
+
+
 def test_the_text_memo_keeps_the_last_vocabularies_used():
     from ovframe.pipeline import TEXT_MEMO_SIZE
 
