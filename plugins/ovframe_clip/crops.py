@@ -270,6 +270,7 @@ class Cropper:
             *cubic_taps(w, s),
         )
         rows = store.images.permute(0, 2, 1, 3).contiguous()  # [I, H, 3, W]: no copy when made by prepare()
+        masks = store.masks.contiguous()  # no copy when made by the classifier's plan()
         regions = torch.empty(count, 3, s, s, device=device)
         heights = (boxes_host[:, 3] - boxes_host[:, 1]).clamp(max=4 * s)  # rows cut per region
         widths = boxes_host[:, 2] - boxes_host[:, 0]
@@ -277,16 +278,16 @@ class Cropper:
         scale = 1 if device.type == "cpu" else ACCELERATOR_SCALE
         for group in _groups(widths[order], heights[order], WINDOW_PIXELS * scale, GROUP_SLACK * scale):
             which = order[group]
-            crops = self._crop_group(rows, store.masks, part.select(which.to(device, non_blocking=True)), heights[which], int(widths[which[0]]))
+            crops = self._crop_group(rows, masks, part.select(which.to(device, non_blocking=True)), heights[which], int(widths[which[0]]))
             regions.index_copy_(0, which.to(device, non_blocking=True), crops)
         if self.fill is None:
             return regions, torch.ones(count, s, s, dtype=torch.bool, device=device)
         if self.fill != "mean":  # + (fill - mean)/std, which is 0 for the mean fill
             regions += self._background(device)
-        height, width = store.masks.shape[1:]
+        height, width = masks.shape[1:]
         ny = (part.row[:, None] * height + t[:, None] + nearest_index(h, s)).flatten()  # [B·S], rows of the mask stack
         nx = l[:, None, None] + nearest_index(w, s)[:, None, :]  # [B, 1, S]
-        mask_rows = store.masks.view(-1, width).index_select(0, ny).view(count, s, width)
+        mask_rows = masks.view(-1, width).index_select(0, ny).view(count, s, width)
         return regions, mask_rows.gather(2, nx.expand(count, s, s))
 
     def _crop_group(self, rows: torch.Tensor, masks: torch.Tensor, g: _Chunk, heights: torch.Tensor, wb: int) -> torch.Tensor:

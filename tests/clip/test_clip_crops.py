@@ -86,6 +86,11 @@ def test_batched_crops_equal_the_per_region_reference(fill, size, ratio, groupin
         wide += box[2] - box[0] > crops.DENSE_COLUMNS
     assert tall, "the cases include boxes taller than 4·S (only the rows the resize reads are cut)"
     assert wide and wide < len(plan), "both ways across: the matrix product and the transposed weighted sum"
+    # a store laid out otherwise than prepare() lays it out crops the same (copied first)
+    other = RegionStore(store_images.contiguous(), masks.transpose(1, 2).contiguous().transpose(1, 2))
+    assert not other.masks.is_contiguous()
+    again = cropper.crop(other, plan, range(len(plan)))
+    assert torch.equal(again[0], cropper.crop(store, plan, range(len(plan)))[0]) and torch.equal(again[1], torch.cat([m for _, m in got]))
 
 
 def test_crop_batch_of_single_masks_matches_the_classifier_path():
