@@ -77,26 +77,48 @@ class Example:
         return any(_runs_models(argv) for argv in self.commands)
 
 
+THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Variables a command may be prefixed with (`OMP_NUM_THREADS=1 nice -n 5 ovframe ...`): they change its speed,
+not its outcome. Any other variable is set on a line of its own (`export NAME=value`), which the run keeps."""
+PREFIX = r"(?:\$\s+)?(?:[A-Z_]+=\S+\s+)*(?:nice\s+(?:-n\s*)?-?\d+\s+)?"
+"""What may stand before a command in a transcript: a prompt, variables, then `nice`."""
+
+
+def _unprefixed(argv: list[str]) -> list[str]:
+    """argv without its `NAME=value` and `nice -n N` prefix (only the THREADS variables may be set so)."""
+    while argv and re.fullmatch(r"[A-Za-z_]\w*=.*", argv[0]):
+        assert argv[0].split("=")[0] in THREADS, f"`{' '.join(argv)}`: set {argv[0].split('=')[0]} with `export` on a line of its own"
+        argv = argv[1:]
+    if argv[:1] == ["nice"]:
+        argv = argv[3:] if argv[1:2] == ["-n"] else argv[2:]
+    return argv
+
+
 def _bash_commands(text: str) -> list[list[str]]:
-    """The commands of a bash block: comments dropped, `&&` chains split, `\\` continuations joined."""
+    """The commands of a bash block: comments dropped, `&&` chains split, `\\` continuations joined, the
+    speed prefixes (THREADS variables, `nice`) left out."""
     out: list[list[str]] = []
     for line in text.replace("\\\n", " ").splitlines():
         words = shlex.split(line, comments=True)
         while words:
             cut = words.index("&&") if "&&" in words else len(words)
-            out.append(words[:cut])
+            out.append(_unprefixed(words[:cut]))
             words = words[cut + 1 :]
     return [argv for argv in out if argv]
 
 
 def _blocks(path: Path, lang: str) -> list[tuple[int, str]]:
-    blocks, current, start = [], None, 0
+    """(first line, text) of each fenced block tagged `lang` ("" for untagged ones). Every fence opens or
+    closes a block, whatever its tag (a closing fence is never taken for an untagged opening one)."""
+    blocks, current, start, inside = [], None, 0, False
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.startswith("```"):
-            if current is None and line[3:].strip() == lang:
-                current, start = [], i + 1
+            if not inside:
+                current, start = ([] if line[3:].strip() == lang else None), i + 1
             elif current is not None:
                 blocks.append((start, "\n".join(current) + "\n"))
+            inside = not inside
+            if not inside:
                 current = None
             continue
         if current is not None:
@@ -304,7 +326,8 @@ def test_every_page_with_commands_is_covered():
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         for line, block in _blocks(page, ""):  # untagged blocks must not hide commands (a synopsis has PLACEHOLDERS)
-            for command in re.findall(r"^\s*(?:ovframe|torchrun|python -m ovframe)\s.*$", block, re.M):
+            for command in re.findall(rf"^\s*{PREFIX}(?:ovframe|torchrun|python -m ovframe)\s.*$", block, re.M):
+                command = re.sub(rf"^\s*{PREFIX}", "", command)
                 assert re.search(r"\b[A-Z][A-Z_]{2,}\b", command), (
                     f"{page.relative_to(ROOT)}:{line}: `{command.strip()}` in an untagged block; mark it ```bash so it is tested"
                 )
