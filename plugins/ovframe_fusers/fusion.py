@@ -6,7 +6,9 @@ The K x H x W score volume is never held at once (unless the caller asks for it)
 `chunk` at a time, each chunk's scores are resized to the output size when it differs from the
 masks' (bilinear, align_corners=False: resizing is per class, so chunking changes nothing), and a
 running maximum and arg-maximum over the chunks gives the labels. Ties go to the lower class index,
-as `argmax` does. Memory: O(N·h·w) for the soft masks plus O(chunk·H·W); time: linear in K.
+as `argmax` does. Memory: O(N·h·w) for the soft masks plus O(chunk·H·W); time: linear in K. When no
+resize happens (`resolution: original`, where the masks are at the image's full size), pixels are
+taken in bands of CHUNK_ELEMENTS / max(N, K), so the soft masks are never held whole either: O(N·band).
 
 NaN mask logits are background (weight 0), as for the region classifiers.
 """
@@ -62,7 +64,7 @@ class _Chunks:
 class _RunningMax:
     """The maximum over class chunks and its class (ties to the lower class, as argmax)."""
 
-    def __init__(self, chunks: _Chunks):
+    def __init__(self, chunks: "_Chunks | _Band"):
         self.best = chunks.full(-torch.inf)
         self.arg = chunks.full(0, torch.int64)
 
@@ -83,9 +85,28 @@ def fuse_masks(
     """weights float [N, K] (>= 0), mask_logits [N, h, w] -> labels int64 [H, W], scores float [K, H, W]
     or None, and confidence float [H, W] (the label's score over the sum of the class scores; 0 where
     all are 0). (H, W) = `size`, default (h, w)."""
-    k = weights.shape[1]
-    chunks = _Chunks(mask_logits, size, k, chunk)
-    scores = torch.empty(k, *chunks.size, device=chunks.device) if return_scores else None
+    n, k = weights.shape
+    hw = (int(mask_logits.shape[1]), int(mask_logits.shape[2]))
+    if size is not None and tuple(size) != hw:
+        chunks = _Chunks(mask_logits, size, k, chunk)
+        scores = torch.empty(k, *chunks.size, device=chunks.device) if return_scores else None
+        labels, confidence = _fuse(chunks, weights, scores)
+        return labels, scores, confidence
+    # no resize: pixel bands, so that no [N, H*W] copy of the soft masks is held at once
+    flat = mask_logits.flatten(1)
+    pixels = flat.shape[1]
+    labels = torch.empty(pixels, dtype=torch.int64, device=mask_logits.device)
+    confidence = torch.empty(pixels, device=mask_logits.device)
+    scores = torch.empty(k, pixels, device=mask_logits.device) if return_scores else None
+    band = max(1, CHUNK_ELEMENTS // max(n, k, 1))
+    for p0 in range(0, pixels, band):
+        part = slice(p0, min(pixels, p0 + band))
+        labels[part], confidence[part] = _fuse(_Band(flat[:, part], k, chunk), weights, None if scores is None else scores[:, part])
+    return labels.view(hw), None if scores is None else scores.view(k, *hw), confidence.view(hw)
+
+
+def _fuse(chunks: "_Chunks | _Band", weights: torch.Tensor, scores: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and confidence over the class chunks of `chunks`; the scores written into `scores` when given."""
     top, total = _RunningMax(chunks), chunks.full(0.0)
     for start, end in chunks.ranges:
         s = chunks.scores(weights, start, end)
@@ -93,8 +114,24 @@ def fuse_masks(
             scores[start:end] = s
         top.update(s, start)
         total += s.sum(dim=0)
-    confidence = top.best / total.clamp_min(torch.finfo(torch.float32).tiny) if k else total
-    return top.arg, scores, confidence
+    confidence = top.best / total.clamp_min(torch.finfo(torch.float32).tiny) if weights.shape[1] else total
+    return top.arg, confidence
+
+
+class _Band:
+    """A band of pixels of one image's masks (no resize): float [N, P] logits -> class chunks of scores [B, P]."""
+
+    def __init__(self, logits: torch.Tensor, k: int, chunk: int | None):
+        self.device = logits.device
+        self.sig = soft_masks(logits)
+        self.pixels = int(logits.shape[1])
+        self.ranges = list(class_chunks(k, self.pixels, chunk))
+
+    def scores(self, weights: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        return weights[:, start:end].to(self.device, torch.float32).T @ self.sig
+
+    def full(self, value: float, dtype=torch.float32) -> torch.Tensor:
+        return torch.full((self.pixels,), value, dtype=dtype, device=self.device)
 
 
 def certify(

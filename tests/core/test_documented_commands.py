@@ -57,6 +57,7 @@ USER_FILES = {  # what a page's reader has at hand (made when a command names it
     "photo.jpg": "image",
     "photos/kitchen.jpg": "image",
     "a.png": "image",
+    "big.png": "image",  # docs/performance.md's large image (a small one here: the command is what is checked)
     "my_recipe.yaml": "extends: demo\nname: my_recipe\ntask: {max_images: 2, visualize: 0}\n",
     "recipes/my_variant.yaml": "extends: demo\nname: my_variant\nfuser: {lam: 0.5}\n",
 }

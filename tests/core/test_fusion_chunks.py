@@ -36,6 +36,25 @@ def test_chunked_labels_equal_the_unchunked_argmax(size):
         assert none is None and torch.equal(labels_only, labels)
 
 
+@pytest.mark.parametrize("elements", [1, 100, 1000])
+def test_pixel_bands_equal_the_unchunked_argmax(monkeypatch, elements):
+    """Without a resize the pixels go in bands (here of 1 / 2 / 27 pixels, and class chunks within them)."""
+    from ovframe_fusers import fusion
+
+    monkeypatch.setattr(fusion, "CHUNK_ELEMENTS", elements)
+    g = torch.Generator().manual_seed(2)
+    weights = torch.rand(9, 37, generator=g) ** 3
+    logits = torch.randn(9, 15, 18, generator=g) * 3
+    logits[0, :2] = float("nan")
+    want = unchunked(weights, torch.nan_to_num(logits, nan=-torch.inf))
+    for chunk in (None, 5):
+        labels, scores, confidence = fuse_masks(weights, logits, return_scores=True, chunk=chunk)
+        assert torch.equal(labels, want.argmax(0)) and labels.shape == (15, 18)
+        torch.testing.assert_close(scores, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(confidence, want.max(0).values / want.sum(0), rtol=1e-5, atol=1e-6)
+        assert torch.equal(fuse_masks(weights, logits, (15, 18), chunk=chunk)[0], labels)
+
+
 def test_ties_go_to_the_lower_class_as_argmax_does():
     weights = torch.tensor([[0.5, 0.5, 0.5, 0.2]])  # classes 0, 1, 2 tie everywhere
     logits = torch.zeros(1, 3, 4)
