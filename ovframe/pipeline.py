@@ -127,11 +127,7 @@ class Pipeline:
             return self.fuser.fuse(proposals, scores, vocabulary, output_sizes=[s.size for s in samples], **options)
 
     def autocast(self, component) -> "torch.autocast":
-        """Autocast to the recipe's precision on `component`'s device (a no-op for fp32). Components keep
-        what must stay fp32 (crops, softmaxes) outside it themselves; the fusers compute in fp32."""
-        device = torch.device(getattr(component, "device", "cpu"))
-        dtype = PRECISIONS[self.precision]
-        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+        return autocast(component, self.precision)
 
     def _to_device(self, sample: Sample) -> Sample:
         """The sample's image on the proposal generator's device, copied without waiting (a pinned
@@ -206,6 +202,14 @@ class Pipeline:
             out.append(RegionScores(probs, valid))
             self._classified.append(s.valid.sum())
         return out
+
+
+def autocast(component, precision: str) -> "torch.autocast":
+    """Autocast to the recipe's `precision` on `component`'s device (a no-op for fp32). Components keep
+    what must stay fp32 (crops, softmaxes) outside it themselves; the fusers compute in fp32."""
+    device = torch.device(getattr(component, "device", "cpu"))
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def test_resize(samples: Sequence[Sample], proposals: ProposalGenerator, resolution: Resolution) -> list[Sample]:

@@ -6,8 +6,8 @@ For every image of the recipe's `dataset:` whose samples carry meta["captions"]:
      its captions;
   2. the recipe's `proposals:` generator proposes masks (given the phrases' text embeddings when it
      needs text: a MaskFormer's class logits then also give each proposal's objectness), at its test
-     size under the recipe's `resolution: reference`, as in evaluate and predict (masks written at the
-     image's size: binary_masks);
+     size under the recipe's `resolution: reference` and under its `precision`, as in evaluate and
+     predict (masks written at the image's size: binary_masks);
   3. the recipe's `classifier:` scores every proposal against the image's phrases (+ `negatives`):
      probs [N, P], each proposal's distribution over the phrases;
   4. each phrase keeps its best-matching proposal(s) above `threshold` (assign.py), among the proposals
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ovframe import BadInput, SampleError, Task, TextEmbeddings, Vocabulary
 from ovframe.io import markdown_table, write_csv
-from ovframe.pipeline import test_resize
+from ovframe.pipeline import autocast, test_resize
 from ovframe.runner import RunContext
 
 from . import rle
@@ -258,9 +258,10 @@ class MinePairs(Task):
             batch = test_resize([samples[i][1] for i, _ in todo], self.generator, ctx.recipe.top.resolution)
         with ctx.timings.stage("text"):
             text = self.texts(union) if self.texts is not None else None
-        with ctx.timings.stage("proposals"):
+        numeric = ctx.recipe.top.precision  # as evaluate and predict: the networks under autocast
+        with ctx.timings.stage("proposals"), autocast(self.generator, numeric):
             proposals = self.generator.propose(batch, text if self.generator.needs_text else None)
-        with ctx.timings.stage("classify"):
+        with ctx.timings.stage("classify"), autocast(self.classifier, numeric):
             scores = self.classifier.classify(batch, proposals, text if self.classifier.needs_text else None, Vocabulary(tuple(union)))
         for (i, contrast), seen, props, score in zip(todo, batch, proposals, scores):
             cols = torch.tensor([column[p] for p in contrast])
@@ -268,7 +269,7 @@ class MinePairs(Task):
             total = probs.sum(dim=1, keepdim=True)
             valid = score.valid.cpu()
             if bool((valid & (total.squeeze(1) < 1e-20)).any()):
-                with ctx.timings.stage("classify"):
+                with ctx.timings.stage("classify"), autocast(self.classifier, numeric):
                     own = self.classifier.classify([seen], [props], self.texts(contrast) if self.classifier.needs_text else None,
                                                    Vocabulary(tuple(contrast)))[0]
                 probs = own.probs.float().cpu()

@@ -18,6 +18,12 @@ from pydantic import Field
 from ovframe import ComponentConfig, ProposalGenerator, Proposals, RegionClassifier, RegionScores, hookimpl
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 230), "yellow": (240, 220, 30)}
+MATMUL_DTYPES: list[tuple[str, torch.dtype]] = []
+"""(component, dtype of a float32 matmul run inside it): what autocast the task put it under."""
+
+
+def note_matmul_dtype(component: str) -> None:
+    MATMUL_DTYPES.append((component, (torch.ones(2, 2) @ torch.ones(2, 2)).dtype))
 
 
 def colour_of(rgb: torch.Tensor) -> str | None:
@@ -42,6 +48,7 @@ class ColourRegions(ProposalGenerator):
         return None if scale is None else (round(h * scale), round(w * scale))
 
     def propose(self, samples, text=None):
+        note_matmul_dtype(self.name)
         out = []
         for sample in samples:
             if self.config.delay:
@@ -68,6 +75,7 @@ class ColourWords(RegionClassifier):
     Config = ColourWordsConfig
 
     def classify(self, samples, proposals, text, vocabulary):
+        note_matmul_dtype(self.name)
         out = []
         for sample, props in zip(samples, proposals):
             regions = props.mask_logits.sigmoid() > 0.5

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mining_support import plugin_env, recipe_text
@@ -69,7 +70,6 @@ def test_the_recipes_resolution_is_honoured(tmp_path, fakes_registry, caption_fo
     """`resolution: reference` (the default): proposals and classifier see the test-resized image, as in evaluate
     and predict; the masks written are the chosen proposals' logits resized (bilinear) to the image, thresholded.
     Checked against a re-computation from the resized image; `original` gives the exact regions."""
-    import torch
     from mining_fakes import ColourRegions, ColourWords
     from reference_order import np_bilinear, pil_resize
 
@@ -96,6 +96,19 @@ def test_the_recipes_resolution_is_honoured(tmp_path, fakes_registry, caption_fo
             np.testing.assert_array_equal(mask, 1 / (1 + np.exp(-logits)) > 0.5)
             assert pair["score"] == pytest.approx(float(scores.probs[pair["proposal"], 0]))
             assert (mask != truth[pair["image_id"]]["masks"][colour]).any()  # the test size changed the mask's edges
+
+
+def test_the_recipes_precision_is_honoured(tmp_path, fakes_registry, caption_folder):
+    """`precision: bf16`: proposals and classifier run under autocast, as in evaluate and predict; the pairs are the same."""
+    from mining_fakes import MATMUL_DTYPES
+
+    data, truth = caption_folder
+    text = recipe_text(data, tmp_path / "runs", "bf16")
+    (tmp_path / "bf16.yaml").write_text(f"{text}precision: bf16\n")
+    MATMUL_DTYPES.clear()
+    metrics = run_recipe(load_recipe(tmp_path / "bf16.yaml", registry=fakes_registry), fakes_registry)
+    assert set(MATMUL_DTYPES) == {("colour-regions", torch.bfloat16), ("colour-words", torch.bfloat16)}
+    assert metrics["pairs"] == 18
 
 
 def test_precision_against_labels(tmp_path, fakes_registry, caption_folder):
