@@ -102,7 +102,7 @@ def required_files(cfg: ClipModelConfig) -> list[RequiredFile]:
 def _how_to_get(path: str, default: str) -> str:
     if path.startswith("pkg://"):
         package = path[len("pkg://"):].partition("/")[0]
-        return f"shipped inside the Python package {package}; reinstall it (pip install -e . from the repository root)"
+        return f"shipped inside the Python package {package}; reinstall ovframe (pip install --force-reinstall --no-deps ovframe, or pip install -e . in a checkout)"
     return default
 
 

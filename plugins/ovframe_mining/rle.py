@@ -16,7 +16,7 @@ def _mask_utils() -> Any:
     try:
         from pycocotools import mask as mask_utils
     except ImportError:
-        raise BadInput('pycocotools is not installed: pip install -e ".[mining]" (or pip install pycocotools)') from None
+        raise BadInput("pycocotools is not installed: pip install 'ovframe[mining]' (or pip install pycocotools)") from None
     return mask_utils
 
 

@@ -89,3 +89,19 @@ def test_the_wheel_carries_the_web_demos_examples(venv, tmp_path):
     out = run(venv, "python", "-c", "from ovframe.serve import examples\nfor e in examples(): print(e.image, e.image.is_file())", cwd=tmp_path)
     lines = out.stdout.split("\n")[:-1]
     assert len(lines) == 3 and all(line.startswith(str(venv)) and line.endswith(" True") for line in lines), out.stdout
+
+
+def test_install_hints_work_for_a_pip_user():
+    """An error that asks for an extra names it as `pip install 'ovframe[EXTRA]'`, which works for a wheel
+    user and in a checkout alike (`pip install -e ".[mining]"` only works from the repository root), and
+    the extra exists."""
+    import re
+    import tomllib
+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    sources = [*(ROOT / "ovframe").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"""pip install (-e )?\\?["']\.\[""", text), f"{path.relative_to(ROOT)}: a checkout-only install hint"
+        for extra in re.findall(r"pip install \\?['\"]ovframe\[(\w+)\]", text):
+            assert extra in extras, f"{path.relative_to(ROOT)}: no extra [{extra}] in pyproject.toml"

