@@ -69,10 +69,17 @@ class _RunningMax:
         self.arg = chunks.full(0, torch.int64)
 
     def update(self, scores: torch.Tensor, start: int) -> None:
-        top, idx = scores.max(dim=0)
-        better = top > self.best
-        self.best = torch.where(better, top, self.best)
-        self.arg = torch.where(better, idx + start, self.arg)
+        """In place (at a large output size a chunk is one class of 12 M pixels: no array is made per chunk
+        that need not be)."""
+        if len(scores) == 1:
+            top = scores[0]
+            better = top > self.best
+            self.arg.masked_fill_(better, start)
+        else:
+            top, idx = scores.max(dim=0)
+            better = top > self.best
+            torch.where(better, idx.add_(start), self.arg, out=self.arg)
+        torch.where(better, top, self.best, out=self.best)
 
 
 def fuse_masks(
@@ -113,7 +120,7 @@ def _fuse(chunks: "_Chunks | _Band", weights: torch.Tensor, scores: torch.Tensor
         if scores is not None:
             scores[start:end] = s
         top.update(s, start)
-        total += s.sum(dim=0)
+        total += s[0] if len(s) == 1 else s.sum(dim=0)
     confidence = top.best / total.clamp_min(torch.finfo(torch.float32).tiny) if weights.shape[1] else total
     return top.arg, confidence
 
