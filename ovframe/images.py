@@ -11,6 +11,7 @@ SampleError: reported and skipped, never the end of a run.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ DECODE_LIMIT = 4 * DEFAULT_MAX_IMAGE_PIXELS
 """Above this many pixels an image is never decoded, not even to be shrunk (PIL's own bomb check is looser)."""
 
 _limit = DEFAULT_MAX_IMAGE_PIXELS
+log = logging.getLogger("ovframe")
 
 
 @contextmanager
@@ -85,6 +87,7 @@ def read_image(
     limit = _limit if max_pixels is None else max_pixels
     try:
         with Image.open(path) as im:
+            stored = im.size
             if not downscale or im.width * im.height > DECODE_LIMIT:
                 check_size(im.size, shown, sample_id, limit if not downscale else DECODE_LIMIT)
             if downscale and im.width * im.height > limit:  # JPEG: decode at a reduced scale already
@@ -92,8 +95,10 @@ def read_image(
                 im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
             im.load()
             im = ImageOps.exif_transpose(im).convert("RGB")  # EXIF orientation first: it may swap the sides
-            if downscale:
+            if downscale and stored[0] * stored[1] > limit:
                 im = shrink_to_fit(im, limit)
+                log.info("%s is %d x %d pixels, over the limit of %s (max_image_pixels): shrunk to %d x %d",
+                         shown, *stored, f"{limit:,}", im.width, im.height)
     except SampleError:
         raise
     except Exception as e:  # whatever the decoder says: a truncated file, a bad header, a decompression bomb ...

@@ -138,3 +138,14 @@ def test_vocabulary_file_and_missing_recipe(tmp_path, toy_registry, capsys):
     assert json.loads((out / "predictions" / "img0.json").read_text())["classes"] == ["sky", "grass"]
     assert main(["predict", str(folder), "--vocab", "a", "--recipe", str(tmp_path / "none.yaml")]) == 2
     assert "no such recipe" in capsys.readouterr().err
+
+
+def test_images_over_the_pixel_limit_are_shrunk_and_the_log_says_so(tmp_path, toy_registry, capsys):
+    folder = images(tmp_path / "photos", n=1)
+    out = tmp_path / "o"
+    argv = ["predict", str(folder / "img0.png"), "--vocab", "sky, grass", "--recipe", str(recipe(tmp_path)), "--out", str(out),
+            "-o", "task.max_image_pixels=256"]
+    assert main(argv) == 0
+    assert Image.open(out / "predictions" / "img0.label.png").size == (16, 16)
+    assert json.loads((out / "predictions" / "img0.json").read_text())["size"] == [16, 16]
+    assert "img0.png is 32 x 32 pixels, over the limit of 256 (max_image_pixels): shrunk to 16 x 16" in (out / "log.txt").read_text()
