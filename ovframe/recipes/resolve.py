@@ -261,13 +261,13 @@ def components_first(settings: Sequence[T], path_and_value: typing.Callable[[T],
 
 
 def _override_path_and_value(text: str) -> tuple[KeyPath, Any]:
+    """What an `-o` sets, as far as its order matters (a mapping may name a plugin; null names none).
+    A value that is not YAML is reported when it is applied."""
     path, raw = parse_override(text)
-    if raw.lstrip().startswith("{"):  # a mapping may name a plugin (malformed ones are reported when applied)
-        try:
-            return path, parse_yaml(raw, "-o", interpolate=False).data
-        except RecipeError:
-            pass
-    return path, raw
+    try:
+        return path, parse_yaml(raw, "-o", interpolate=False).data if raw.strip() else raw
+    except RecipeError:
+        return path, raw
 
 
 def apply_overrides(tree: Tree, overrides: Sequence[str], registry: Registry, origin: str) -> Tree:

@@ -106,6 +106,8 @@ def test_another_plugin_replaces_its_section_and_the_same_one_merges(tmp_path, t
                       ["fuser.plugin=proposal-only", "fuser.proposal_probs=softmax-over-classes"]):
         fuser = load_recipe(b, overrides, registry=toy_registry).resolved()["fuser"]
         assert fuser == {**PROPOSAL_ONLY, "proposal_probs": "softmax-over-classes"}, overrides
+    # null selects no component: what comes before it is switched off with its section
+    assert "fuser" not in load_recipe(b, ["fuser.lam=0.5", "fuser=null", "classifier=null"], registry=toy_registry).sections
     # an option of the old plugin written beside the new one is checked as usual
     typo = write(tmp_path / "t.yaml", "name: t\nextends: b.yaml\nfuser: {plugin: proposal-only, lam: 0.5}\n")
     with pytest.raises(RecipeError, match="unknown key"):
