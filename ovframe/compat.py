@@ -2,7 +2,8 @@
 
 Each Config declares what its component needs (ovframe.config.ComponentConfig's class variables:
 needs_text, needs_labels, adapter_family, needs_classifier, needs_proposal_classes for components;
-needs_sections, runs_pipeline, labelled_samples for tasks). `problems` reads those declarations and
+needs_sections, runs_pipeline, labelled_samples, trains for tasks; `cannot_segment()` of any Config).
+`problems` reads those declarations and
 says what does not fit, in words a user can act on. `ovframe validate` (through the recipe schema)
 and the Pipeline (on the built components) both ask it, so a recipe that validates does not fail on
 these grounds after its models have loaded.
@@ -71,11 +72,19 @@ def problems(
                 article = "an" if kind[0] in "aeiou" else "a"
                 out.append(Problem("task", _hint(f"task {name!r} needs {article} `{kind}:` section", f"{_label(kind)}s: {suggestions}" if suggestions else "")))
         used = set(config.needs_sections) | (set(PIPELINE) if config.runs_pipeline else set())
+        trained = set(config.trains)
         pipeline = config.runs_pipeline
         if labelled is None:
             labelled = config.labelled_samples
     else:
-        used, pipeline = set(PIPELINE), True
+        used, trained, pipeline = set(PIPELINE), set(), True
+
+    for kind in sorted(used - trained):
+        part = parts.get(kind)
+        check = getattr(part[1], "cannot_segment", None) if part is not None else None
+        reason = check() if callable(check) else None
+        if reason:
+            out.append(Problem(kind, reason))
 
     fuser, proposals, classifier = parts.get("fuser"), parts.get("proposals"), parts.get("classifier")
     if pipeline and fuser is not None:

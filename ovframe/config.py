@@ -263,6 +263,13 @@ class ComponentConfig(StrictModel):
     """Segments images with the recipe's pipeline (proposals -> classifier -> fuser): the pipeline's rules apply."""
     labelled_samples: ClassVar[bool] = True
     """The samples it segments carry ground-truth labels (False for `predict`: the user's own images)."""
+    trains: ClassVar[tuple[str, ...]] = ()
+    """Recipe sections the task trains: they may start without weights (`cannot_segment` is not asked of them)."""
+
+    def cannot_segment(self) -> str | None:
+        """Why these options, valid as they are, cannot segment images (a network with no weights to load),
+        or None. Asked of every section a task uses without training it, before any model loads."""
+        return None
 
 
 class TrainingConfig(ComponentConfig):

@@ -122,7 +122,7 @@ def declarations(config: type[ComponentConfig], kind: str) -> dict[str, Any]:
         "classifier": ("needs_text", "needs_labels", "adapter_family"),
         "adapter": ("adapter_family",),
         "fuser": ("needs_classifier", "needs_proposal_classes"),
-        "task": ("needs_sections", "runs_pipeline", "labelled_samples"),
+        "task": ("needs_sections", "runs_pipeline", "labelled_samples", "trains"),
     }.get(kind, ())
     out = {}
     for key in keys:

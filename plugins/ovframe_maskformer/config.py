@@ -154,6 +154,7 @@ class TrainProposalsConfig(TrainingConfig):
     """Train the recipe's `proposals: maskformer` on the dataset's seen classes (Hungarian matching, CE + focal + dice)."""
 
     needs_sections = ("dataset", "proposals", "text_encoder")
+    trains = ("proposals",)
 
     # optimisation: the reference's Swin-B setting (R101c: lr 2e-4, weight_decay 1e-4, backbone_lr_multiplier 0.1)
     steps: int = Field(120_000, ge=1, description="optimizer steps in all")

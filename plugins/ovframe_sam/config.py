@@ -29,6 +29,11 @@ OFFICIAL_CHECKPOINTS: dict[str, tuple[str, str]] = {
     "vit_l": ("sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
     "vit_b": ("sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
 }
+HOW_TO_GET = (
+    "an official SAM checkpoint: " + ", ".join(f"{m}: {CHECKPOINT_URL}{f}" for m, (f, _) in OFFICIAL_CHECKPOINTS.items())
+    + " (docs/sam.md); for the synthetic world, the shipped small SAM pkg://ovframe_sam/weights/sam.safetensors"
+    + " with its thresholds (recipes/synth/sam.yaml); or train one with `task: train-sam` (recipes/synth/train_sam.yaml)"
+)
 
 
 class SamArchitecture(BaseModel):
@@ -121,6 +126,11 @@ class SamConfig(SamModelConfig):
 
     needs_text = False
 
+    def cannot_segment(self) -> str | None:
+        if self.weights is None:
+            return f"sam has no `weights:` to segment with; set them to {HOW_TO_GET}"
+        return None
+
     points_per_side: int = Field(32, ge=1, description="point prompts along each side of the image (points_per_side^2 in all)")
     points_per_batch: int = Field(64, ge=1, description="point prompts per mask-decoder call (memory: each carries a copy of the image embedding)")
     pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0, description="keep masks whose predicted IoU is above this (0: keep all)")
@@ -203,11 +213,16 @@ class UnionConfig(ComponentConfig):
     def needs_labels(self) -> bool:  # type: ignore[override]
         return any(c.needs_labels for c in self.member_configs())
 
+    def cannot_segment(self) -> str | None:
+        reasons = [f"member {i}: {r}" for i, c in enumerate(self.member_configs()) if (r := c.cannot_segment())]
+        return "; ".join(reasons) or None
+
 
 class TrainSamConfig(TrainingConfig):
     """Train the recipe's `proposals: sam` on prompts sampled from ground-truth segments (points and boxes, multimask output, iterative correction points), as the SAM paper does."""
 
     needs_sections = ("dataset", "proposals")
+    trains = ("proposals",)
 
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(16, ge=1, description="images per step (global, split across processes)")

@@ -24,13 +24,9 @@ from torch import nn
 from ovframe import BadInput
 from ovframe.loading import load_exact
 
-from .config import CHECKPOINT_URL, OFFICIAL_CHECKPOINTS, OFFICIAL_ENCODERS, SamArchitecture, official_architecture
+from .config import HOW_TO_GET, OFFICIAL_CHECKPOINTS, OFFICIAL_ENCODERS, SamArchitecture, official_architecture
 
 ARCH_KEY = "ovframe.sam.architecture"
-HOW_TO_GET = (
-    "an official SAM checkpoint: " + ", ".join(f"{m}: {CHECKPOINT_URL}{f}" for m, (f, _) in OFFICIAL_CHECKPOINTS.items())
-    + " (docs/sam.md); or train one with `task: train-sam` (recipes/synth/train_sam.yaml)"
-)
 
 
 def build_sam(arch: SamArchitecture) -> Any:

@@ -60,10 +60,11 @@ def test_sam_swapped_into_the_demo_inherits_nothing_of_the_maskformer(registry, 
     from ovframe.cli import main
 
     sam_defaults = {"plugin": "sam", **SamConfig().model_dump(mode="json")}
-    assert main(["validate", "demo", "-o", "proposals={plugin: sam}"]) == 0
+    assert main(["validate", "demo", "-o", "proposals={plugin: sam, weights: pkg://ovframe_sam/weights/sam.safetensors}"]) == 0
     assert "ok " in capsys.readouterr().out
-    assert _shown(capsys, "demo", "-o", "proposals={plugin: sam}")["proposals"] == sam_defaults
-    assert _shown(capsys, "demo", "-o", "proposals.plugin=sam")["proposals"] == sam_defaults
+    weighted = {**sam_defaults, "weights": "pkg://ovframe_sam/weights/sam.safetensors"}
+    assert _shown(capsys, "demo", "-o", "proposals={plugin: sam, weights: pkg://ovframe_sam/weights/sam.safetensors}")["proposals"] == weighted
+    assert _shown(capsys, "demo", "-o", "proposals.plugin=sam", "-o", "proposals.weights=pkg://ovframe_sam/weights/sam.safetensors")["proposals"] == weighted
     # through extends, and through a recipe set's variant: SAM's defaults plus what is written beside it
     pinned = {**sam_defaults, "weights": "pkg://ovframe_sam/weights/sam.safetensors", "sha256": MANIFEST["files"]["sam.safetensors"]}
     (tmp_path / "child.yaml").write_text(f"extends: demo\nname: child\nproposals: {{plugin: sam, weights: {pinned['weights']}, sha256: {pinned['sha256']}}}\n")
@@ -77,6 +78,22 @@ def test_sam_swapped_into_the_demo_inherits_nothing_of_the_maskformer(registry, 
     for r in (demo, back):
         r.pop("name"), r.pop("description")
     assert demo == back
+
+
+def test_sam_without_weights_is_refused_before_any_model_loads(capsys, tmp_path):
+    """SAM has no default weights: a recipe that would segment with it is bad input at validation (exit 2, naming the
+    files to use), not a failure after CLIP has loaded; train-sam, which trains the section, starts without them."""
+    from ovframe.cli import main
+
+    for swap in ("proposals={plugin: sam}", "proposals={plugin: union, members: [{plugin: sam}]}"):
+        assert main(["validate", "demo", "-o", swap]) == 2
+        err = capsys.readouterr().err
+        assert "proposals: " in err and "sam has no `weights:`" in err and "sam_vit_h_4b8939.pth" in err
+        assert "pkg://ovframe_sam/weights/sam.safetensors" in err
+    assert main(["validate", str(ROOT / "recipes" / "synth" / "train_sam.yaml"), "-o", "proposals.weights=null"]) == 0
+    assert main(["run", "demo", "-o", "proposals={plugin: sam}", "-o", f"output_dir={tmp_path}"]) == 2
+    assert not any(tmp_path.iterdir())  # refused before a run directory (or a model) was made
+    capsys.readouterr()
 
 
 @pytest.mark.slow
