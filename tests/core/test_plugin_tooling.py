@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = "name: r\ndataset: {plugin: folder, root: data}\n"
 TEXT = "text_encoder: {plugin: clip-text, model: RN50, pretrained: openai}\n"
 CLIP = "classifier: {plugin: clip-masked-crop, model: RN50, pretrained: openai}\n"
-SAM = "{plugin: sam, model: vit_b}"
+SAM = "{plugin: sam, model: vit_b, weights: sam_vit_b_01ec64.pth}"
 MASKFORMER = "{plugin: maskformer, weights: m.safetensors}"
 
 
