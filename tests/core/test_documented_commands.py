@@ -35,6 +35,7 @@ SIZE = {  # shipped recipe -> overrides appended to `ovframe run` (later -o wins
     "synth/tune": ["-o", "task.max_images=1", "-o", "task.visualize=0"],
     "synth/export_val": ["-o", "dataset.num_images=2"],
     "synth/sam": ["-o", "task.max_images=2", "-o", "task.visualize=0"],
+    "synth/tune_sam": ["-o", "task.max_images=1", "-o", "task.visualize=0"],
     "synth/retrained": ["-o", "task.max_images=2", "-o", "task.visualize=0"],
     # Training and mining runs write what later commands of their page read (runs/<name>/...): `name=` keeps
     # them where the page says (a command that names its run keeps its own name).
