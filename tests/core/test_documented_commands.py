@@ -195,10 +195,18 @@ def _user_files(folder: Path, named: set[str]) -> None:
             path.write_text(content)
 
 
+def _exists(word: str) -> bool:
+    """Whether a command's argument names an existing file (a long inline YAML value is no file name)."""
+    try:
+        return Path(word).exists()
+    except OSError:  # a name longer than the system allows
+        return False
+
+
 def _check_stopped_for_users_files(argv: list[str], err: str) -> None:
     """Exit 2 is right only when the command needs what the user must bring, and says so: a download
     or a folder named on the command line that is not there, or the files a recipe lists as missing."""
-    named = [a for a in argv[2:] if not a.startswith("-") and not Path(a).exists()]
+    named = [a for a in argv[2:] if not a.startswith("-") and not _exists(a)]
     if any(re.search(rf"{re.escape(a)}: no such (file|folder)", err) for a in named):
         return
     assert "this recipe needs are missing" in err, err
@@ -254,7 +262,7 @@ def _run_example(example: Example, folder: Path, monkeypatch, capsys) -> list[st
             assert code == 0, f"{example.page}:{example.line}: `{' '.join(argv)}` exited {code}\n{out[-2000:]}\n{err[-3000:]}"
             outcome = "ok    "
         report.append(f"{outcome} {shown}")
-        if not any(Path(a).exists() for a in argv[2:]) and _recipe_of(argv) not in MAKERS:  # it read nothing from this folder
+        if not any(_exists(a) for a in argv[2:]) and _recipe_of(argv) not in MAKERS:  # it read nothing from this folder
             DONE[key] = outcome
     return report
 
