@@ -10,13 +10,17 @@ paths run the same model with the same options (points_per_batch 64, the package
 used as its README shows (binary masks, all of them). `--filters default` keeps SAM's thresholds (predicted IoU 0.88, stability 0.95, NMS 0.7:
 a random network's masks mostly fail them); `off` sets them to 0 / 1.0 so that every mask goes through the
 whole pipeline (the worst case for memory). Each measurement runs in a fresh process: images/s over
-`--runs` calls after `--warmup` untimed ones, and the process's peak resident memory (ru_maxrss). Printed, not asserted.
+`--runs` calls after `--warmup` untimed ones (wall clock), the CPU seconds of the process per image (user +
+system, ru_utime + ru_stime: on a shared machine the wall clock depends on the others' load, the CPU time
+far less, so the ratio is taken on CPU time), the load average around it, and the process's peak resident
+memory (ru_maxrss). Printed, not asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -30,6 +34,11 @@ FILTERS = {
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def image_of(name: str):
@@ -68,14 +77,16 @@ def child(image: str, impl: str, points: int, filters: str, runs: int, threads: 
         call = lambda: ours.propose([sample])[0]  # noqa: E731
     for _ in range(warmup):
         call()
-    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    start, cpu = time.perf_counter(), cpu_s()
     for _ in range(runs):
         out = call()
-    seconds = time.perf_counter() - start
-    props = out
+    seconds, cpu = time.perf_counter() - start, cpu_s() - cpu
     return {
-        "image": image, "impl": impl, "points_per_side": points, "filters": filters, "masks": len(props),
-        "images_per_s": round(runs / seconds, 4), "peak_rss_mb": round(rss_mb(), 1), "rss_before_model_mb": round(before, 1),
+        "image": image, "impl": impl, "points_per_side": points, "filters": filters, "masks": len(out),
+        "images_per_s": round(runs / seconds, 4), "cpu_s_per_image": round(cpu / runs, 1),
+        "load": f"{load:.1f}-{os.getloadavg()[0]:.1f}",
+        "peak_rss_mb": round(rss_mb(), 1), "rss_before_model_mb": round(before, 1),
     }
 
 
@@ -106,15 +117,17 @@ def main() -> None:
                     rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
                     print(json.dumps(rows[-1]), flush=True)
     print(f"\nSAM ViT-B (random init) automatic masks on this CPU, {args.threads} thread(s), points_per_batch 64")
-    print("| image | filters | points/side | masks | package images/s | ours images/s | speed-up | package peak RSS (MB) | ours peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| image | filters | points/side | masks | package images/s | ours images/s | package CPU s/image | ours CPU s/image "
+          "| ours / package (CPU) | load (1 min) | package peak RSS (MB) | ours peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     by = {(r["image"], r["filters"], r["points_per_side"], r["impl"]): r for r in rows}
     for filters in args.filters:
         for image in args.images:
             for points in args.points:
                 a, b = by[(image, filters, points, "package")], by[(image, filters, points, "ours")]
                 print(f"| {image} | {filters} | {points} | {b['masks']} | {a['images_per_s']} | {b['images_per_s']} | "
-                      f"{b['images_per_s'] / a['images_per_s']:.2f}x | {a['peak_rss_mb']} | {b['peak_rss_mb']} |")
+                      f"{a['cpu_s_per_image']} | {b['cpu_s_per_image']} | {a['cpu_s_per_image'] / b['cpu_s_per_image']:.2f}x | "
+                      f"{a['load']}, {b['load']} | {a['peak_rss_mb']} | {b['peak_rss_mb']} |")
 
 
 if __name__ == "__main__":
