@@ -39,8 +39,8 @@ import torch
 from ovframe import BadInput, ProposalGenerator, Proposals, RequiredFile, Sample
 from ovframe.files import resolve_path
 
-from .config import SamConfig
-from .model import HOW_TO_GET, load_sam
+from .config import HOW_TO_GET, SamConfig
+from .model import load_sam
 
 
 @dataclass
@@ -128,7 +128,7 @@ class SamProposals(ProposalGenerator):
     # -- the automatic generator -------------------------------------------------------------
     def propose(self, samples: Sequence[Sample], text: Any = None) -> list[Proposals]:
         if self.model is None:
-            raise BadInput(f"sam has no weights: set `proposals.weights` to {HOW_TO_GET}")
+            raise BadInput(self.config.cannot_segment() or "sam has no network to segment with")
         if not samples:
             return []
         self.model.eval()

@@ -96,6 +96,17 @@ def test_sam_without_weights_is_refused_before_any_model_loads(capsys, tmp_path)
     capsys.readouterr()
 
 
+def test_a_sam_built_without_weights_says_the_same_when_asked_to_segment(synth_samples):
+    """Built from Python, past validation: propose gives the Config's reason, the one validate gives."""
+    from ovframe import BadInput
+    from ovframe_sam.generator import SamProposals
+
+    config = SamConfig()
+    with pytest.raises(BadInput) as e:
+        SamProposals(config).propose(synth_samples[:1])
+    assert str(e.value) == config.cannot_segment() and "sam_vit_h_4b8939.pth" in str(e.value)
+
+
 @pytest.mark.slow
 def test_swapping_sam_into_the_demo_is_one_line(registry, tmp_path, monkeypatch):
     """The demo (geometric ensemble, MPT) with its proposals replaced by the shipped SAM runs end to end (2 images:
